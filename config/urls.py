@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from core import views as core_views
+from core.api import endpoint_not_found
+from registry import api as registry_api
+from tracking import api as tracking_api
+from tracking import artifacts as artifacts_api
+
+# The MLflow REST API, also under the /ajax-api prefix the MLflow UI uses.
+mlflow_api = tracking_api.urlpatterns + registry_api.urlpatterns
+
+urlpatterns = [
+    path("health", core_views.health),
+    path("version", core_views.version),
+    path("api/2.0/mlflow/", include(mlflow_api)),
+    path("ajax-api/2.0/mlflow/", include(mlflow_api)),
+    path("api/2.0/mlflow-artifacts/", include(artifacts_api.urlpatterns)),
+    path("api/3.0/mlflow/server-info", artifacts_api.server_info),
+    re_path(r"^(ajax-)?api/", endpoint_not_found),
+    path("admin/", admin.site.urls),
+    path("", include("core.urls")),
+    path("", include("tracking.urls")),
+    path("", include("registry.urls")),
+]

@@ -1,0 +1,176 @@
+"""Shared fixtures: personas, API clients, the real mlflow client against live_server."""
+
+import base64
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests import factories
+
+REQUIRE_SERVICES = os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1" or os.environ.get("CI") == "true"
+
+
+def pytest_sessionstart(session):
+    # In CI the services are there: a missing one is a failure, never a skip.
+    if REQUIRE_SERVICES:
+        engine = settings.DATABASES["default"]["ENGINE"]
+        if "postgresql" not in engine:
+            pytest.exit(f"CI must run on PostgreSQL (DATABASE_URL), got {engine}", returncode=1)
+        if not settings.CELERY_BROKER_URL.startswith("redis"):
+            pytest.exit("CI must have CELERY_BROKER_URL pointing at Redis", returncode=1)
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery_by_default(settings):
+    """Tasks run inline unless a test asks for the real worker (fixture `celery_worker`)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _artifact_root(tmp_path, settings):
+    """Each test gets its own artifact folder."""
+    from django.core.files.storage import storages
+
+    root = tmp_path / "artifacts"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(root), "allow_overwrite": True},
+        },
+    }
+    storages._storages.pop("artifacts", None)
+    storages.backends = settings.STORAGES
+    yield root
+    storages._storages.pop("artifacts", None)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+# --------------------------------------------------------------------------- personas
+
+
+@pytest.fixture
+def admin(db):
+    return factories.user("admin", is_superuser=True)
+
+
+@pytest.fixture
+def owner(db):
+    return factories.user("owner")
+
+
+@pytest.fixture
+def data_scientist(db):
+    return factories.user("data_scientist")
+
+
+@pytest.fixture
+def reviewer(db):
+    return factories.user("reviewer")
+
+
+@pytest.fixture
+def outsider(db):
+    return factories.user("outsider")
+
+
+# --------------------------------------------------------------------------- API clients
+
+
+class ApiClient:
+    """Django test client speaking the MLflow wire conventions (JSON bodies, auth header)."""
+
+    def __init__(self, client, auth_header: str | None):
+        self.client = client
+        self.headers = {"HTTP_AUTHORIZATION": auth_header} if auth_header else {}
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("/") else "/api/2.0/mlflow/" + path
+
+    def get(self, path, params=None, **extra):
+        return self.client.get(self._url(path), params or {}, **self.headers, **extra)
+
+    def post(self, path, body=None, **extra):
+        return self.client.post(self._url(path), body if body is not None else {}, content_type="application/json", **self.headers, **extra)
+
+    def patch(self, path, body=None, **extra):
+        return self.client.patch(self._url(path), body if body is not None else {}, content_type="application/json", **self.headers, **extra)
+
+    def delete(self, path, body=None, **extra):
+        return self.client.delete(self._url(path), body if body is not None else {}, content_type="application/json", **self.headers, **extra)
+
+    def put(self, path, data=b"", content_type="application/octet-stream", **extra):
+        return self.client.generic("PUT", self._url(path), data, content_type=content_type, **self.headers, **extra)
+
+
+def basic_header(username: str, password: str = factories.PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def api_for(client):
+    """api_for(user) -> an ApiClient authenticated as that user with a personal token."""
+
+    def make(user):
+        from django.test import Client
+
+        from core.services import create_api_token
+
+        _, raw = create_api_token(user=user, name="tests")
+        return ApiClient(Client(), f"Bearer {raw}")
+
+    return make
+
+
+@pytest.fixture
+def api(api_for, owner):
+    return api_for(owner)
+
+
+@pytest.fixture
+def anon_api(client):
+    return ApiClient(client, None)
+
+
+# --------------------------------------------------------------------------- the real mlflow client
+
+
+@pytest.fixture
+def mlflow_client(live_server, owner, monkeypatch):
+    """The real `mlflow` client pointed at live_server, authenticated as `owner`."""
+    import mlflow
+
+    from core.services import create_api_token
+
+    _, raw = create_api_token(user=owner, name="mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", raw)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    mlflow.set_tracking_uri(live_server.url)
+    mlflow.set_registry_uri(live_server.url)
+    yield mlflow.MlflowClient(tracking_uri=live_server.url, registry_uri=live_server.url)
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def db_vendor() -> str:
+    return connection.vendor
