@@ -36,7 +36,7 @@ from core.errors import (
     invalid_value,
     missing_parameter,
 )
-from core.models import ApiToken, hash_token
+from core.models import ApiToken, hash_token  # noqa: F401  (hash_token re-exported for tests)
 
 log = logging.getLogger("stagegate.api")
 

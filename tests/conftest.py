@@ -23,6 +23,12 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2 at Django 6's cost makes every persona take half a second; tests don't need it.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery_by_default(settings):
     """Tasks run inline unless a test asks for the real worker (fixture `celery_worker`)."""
     from config.celery import app
