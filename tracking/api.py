@@ -1,1 +1,401 @@
-urlpatterns = []
+"""The MLflow tracking REST API (experiments, runs, metrics, logged models).
+
+Thin views: read parameters (core.api.Params) → fetch through tracking.access →
+call one service or search → return the objects' `to_mlflow()`. Mounted under
+/api/2.0/mlflow/ and /ajax-api/2.0/mlflow/ by config/urls.py.
+"""
+
+from django.urls import path
+
+from core.api import api_view
+from core.errors import InvalidParameter, missing_parameter
+from tracking import search, services
+from tracking.access import (
+    get_experiment_by_name_for_user,
+    get_experiment_for_user,
+    get_logged_model_for_user,
+    get_run_for_user,
+)
+from tracking.models import Experiment, LoggedModel, Run, attach_model_metrics
+
+# --------------------------------------------------------------------------- experiments
+
+
+@api_view("POST")
+def create_experiment(request, params):
+    experiment = services.create_experiment(
+        user=request.user,
+        name=params.string("name", required=True),
+        artifact_location=params.string("artifact_location"),
+        tags=params.object_list("tags"),
+    )
+    return {"experiment_id": experiment.experiment_id}
+
+
+def _experiment_response(experiment: Experiment) -> dict:
+    experiment = Experiment.objects.prefetch_related("tags").get(pk=experiment.pk)
+    return {"experiment": experiment.to_mlflow()}
+
+
+@api_view("GET")
+def get_experiment(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True))
+    return _experiment_response(experiment)
+
+
+@api_view("GET")
+def get_experiment_by_name(request, params):
+    experiment = get_experiment_by_name_for_user(request.user, params.string("experiment_name", required=True))
+    return _experiment_response(experiment)
+
+
+@api_view(("GET", "POST"))
+def search_experiments(request, params):
+    experiments, token = search.search_experiments(
+        user=request.user,
+        filter_string=params.string("filter"),
+        order_by=params.string_list("order_by"),
+        view_type=params.raw("view_type"),
+        max_results=params.max_results(
+            default=search.SEARCH_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
+        ),
+        page_token=params.string("page_token"),
+    )
+    result = {}
+    if experiments:
+        result["experiments"] = [e.to_mlflow() for e in experiments]
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@api_view("POST")
+def update_experiment(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="edit")
+    services.rename_experiment(experiment=experiment, new_name=params.string("new_name", required=True))
+    return {}
+
+
+@api_view("POST")
+def delete_experiment(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="manage")
+    services.delete_experiment(experiment=experiment)
+    return {}
+
+
+@api_view("POST")
+def restore_experiment(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="manage")
+    services.restore_experiment(experiment=experiment)
+    return {}
+
+
+@api_view("POST")
+def set_experiment_tag(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="edit")
+    services.set_experiment_tag(
+        experiment=experiment, key=params.string("key", required=True), value=params.string("value", default="")
+    )
+    return {}
+
+
+@api_view(("POST", "DELETE"))
+def delete_experiment_tag(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="edit")
+    services.delete_experiment_tag(experiment=experiment, key=params.string("key", required=True))
+    return {}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _run_response(run: Run) -> dict:
+    return {"run": Run.objects.for_mlflow().get(pk=run.pk).to_mlflow()}
+
+
+@api_view("POST")
+def create_run(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id") or "0", action="edit")
+    run = services.create_run(
+        user=request.user,
+        experiment=experiment,
+        run_name=params.string("run_name"),
+        start_time=params.integer("start_time"),
+        tags=params.object_list("tags"),
+    )
+    return _run_response(run)
+
+
+@api_view("GET")
+def get_run(request, params):
+    return _run_response(get_run_for_user(request.user, params.run_id()))
+
+
+@api_view("POST")
+def update_run(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    run = services.update_run(
+        run=run,
+        status=params.string("status"),
+        end_time=params.integer("end_time"),
+        run_name=params.string("run_name"),
+    )
+    return {"run_info": run.info_to_mlflow()}
+
+
+@api_view("POST")
+def delete_run(request, params):
+    services.delete_run(run=get_run_for_user(request.user, params.run_id(), action="edit"))
+    return {}
+
+
+@api_view("POST")
+def restore_run(request, params):
+    services.restore_run(run=get_run_for_user(request.user, params.run_id(), action="edit"))
+    return {}
+
+
+@api_view("POST")
+def log_parameter(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_param(run=run, key=params.string("key", required=True), value=params.string("value", default=""))
+    return {}
+
+
+@api_view("POST")
+def log_metric(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_metric(
+        run=run,
+        key=params.string("key", required=True),
+        value=params.number("value", required=True),
+        timestamp=params.integer("timestamp", required=True),
+        step=params.integer("step", default=0),
+        model_id=params.string("model_id"),
+        dataset_name=params.string("dataset_name"),
+        dataset_digest=params.string("dataset_digest"),
+    )
+    return {}
+
+
+@api_view("POST")
+def log_batch(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_batch(
+        run=run,
+        metrics=params.object_list("metrics"),
+        params=params.object_list("params"),
+        tags=params.object_list("tags"),
+    )
+    return {}
+
+
+@api_view("POST")
+def set_tag(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.set_tag(run=run, key=params.string("key", required=True), value=params.string("value", default=""))
+    return {}
+
+
+@api_view(("POST", "DELETE"))
+def delete_tag(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.delete_tag(run=run, key=params.string("key", required=True))
+    return {}
+
+
+@api_view("POST")
+def log_model(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_model(run=run, model_json=params.string("model_json", required=True))
+    return {}
+
+
+@api_view("POST")
+def log_inputs(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_inputs(run=run, datasets=params.object_list("datasets"), models=params.object_list("models"))
+    return {}
+
+
+@api_view("POST")
+def log_outputs(request, params):
+    run = get_run_for_user(request.user, params.run_id(), action="edit")
+    services.log_outputs(run=run, models=params.object_list("models"))
+    return {}
+
+
+@api_view(("GET", "POST"))
+def search_runs(request, params):
+    runs, token = search.search_runs(
+        user=request.user,
+        experiment_ids=params.string_list("experiment_ids"),
+        filter_string=params.string("filter"),
+        run_view_type=params.raw("run_view_type"),
+        order_by=params.string_list("order_by"),
+        max_results=params.max_results(
+            default=search.SEARCH_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
+        ),
+        page_token=params.string("page_token"),
+    )
+    result = {}
+    if runs:
+        result["runs"] = [r.to_mlflow() for r in runs]
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+# --------------------------------------------------------------------------- metric history
+
+
+@api_view("GET")
+def get_metric_history(request, params):
+    run = get_run_for_user(request.user, params.run_id())
+    metrics, token = search.metric_history(
+        run=run,
+        key=params.string("metric_key", required=True),
+        max_results=params.max_results(
+            default=search.GET_METRIC_HISTORY_MAX_RESULTS, maximum=search.GET_METRIC_HISTORY_MAX_RESULTS
+        ),
+        page_token=params.string("page_token"),
+    )
+    result = {}
+    if metrics:
+        result["metrics"] = [m.to_mlflow() for m in metrics]
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@api_view("GET")
+def get_metric_history_bulk_interval(request, params):
+    run_ids = params.string_list("run_ids")
+    if not run_ids:
+        raise missing_parameter("run_ids")
+    if len(run_ids) > search.MAX_RUNS_GET_METRIC_HISTORY_BULK:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulkInterval request must specify at most {search.MAX_RUNS_GET_METRIC_HISTORY_BULK} "
+            f"run_ids. Received {len(run_ids)} run_ids."
+        )
+    key = params.string("metric_key", required=True)
+    max_results = params.integer("max_results", default=search.MAX_RESULTS_PER_RUN)
+    if not 1 <= max_results <= search.MAX_RESULTS_PER_RUN:
+        raise InvalidParameter(f"max_results must be between 1 and {search.MAX_RESULTS_PER_RUN}.")
+    start_step, end_step = params.integer("start_step"), params.integer("end_step")
+    if (start_step is None) != (end_step is None):
+        raise InvalidParameter("If either start step or end step are specified, both must be specified.")
+    if start_step is not None and start_step > end_step:
+        raise InvalidParameter(
+            f"end_step must be greater than start_step. Found start_step={start_step} and end_step={end_step}."
+        )
+    runs = [get_run_for_user(request.user, run_id) for run_id in dict.fromkeys(run_ids)]
+    metrics = search.metric_history_bulk_interval(
+        runs=runs, key=key, max_results=max_results, start_step=start_step, end_step=end_step
+    )
+    return {"metrics": [{**m.to_mlflow(), "run_id": m.run_id} for m in metrics]} if metrics else {}
+
+
+# --------------------------------------------------------------------------- logged models
+
+
+def _model_response(model: LoggedModel) -> dict:
+    model = LoggedModel.objects.for_mlflow().get(pk=model.pk)
+    return {"model": attach_model_metrics([model])[0].to_mlflow()}
+
+
+@api_view("POST")
+def create_logged_model(request, params):
+    experiment = get_experiment_for_user(request.user, params.string("experiment_id", required=True), action="edit")
+    source_run_id = params.string("source_run_id")
+    source_run = get_run_for_user(request.user, source_run_id, action="edit") if source_run_id else None
+    model = services.create_logged_model(
+        user=request.user,
+        experiment=experiment,
+        name=params.string("name"),
+        source_run=source_run,
+        model_type=params.string("model_type"),
+        params=params.object_list("params"),
+        tags=params.object_list("tags"),
+    )
+    return _model_response(model)
+
+
+@api_view(("GET", "PATCH", "DELETE"))
+def logged_model(request, params, model_id):
+    if request.method == "GET":
+        return _model_response(get_logged_model_for_user(request.user, model_id))
+    if request.method == "PATCH":
+        model = get_logged_model_for_user(request.user, model_id, action="edit")
+        model = services.finalize_logged_model(model=model, status=params.string("status", required=True))
+        return _model_response(model)
+    services.delete_logged_model(model=get_logged_model_for_user(request.user, model_id, action="manage"))
+    return {}
+
+
+@api_view("PATCH")
+def set_logged_model_tags(request, params, model_id):
+    model = get_logged_model_for_user(request.user, model_id, action="edit")
+    services.set_logged_model_tags(model=model, tags=params.object_list("tags"))
+    return {}
+
+
+@api_view("DELETE")
+def delete_logged_model_tag(request, params, model_id, tag_key):
+    model = get_logged_model_for_user(request.user, model_id, action="edit")
+    services.delete_logged_model_tag(model=model, key=tag_key)
+    return {}
+
+
+@api_view("POST")
+def search_logged_models(request, params):
+    models, token = search.search_logged_models(
+        user=request.user,
+        experiment_ids=params.string_list("experiment_ids"),
+        filter_string=params.string("filter"),
+        order_by=params.object_list("order_by"),
+        max_results=params.max_results(
+            default=search.SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
+        ),
+        page_token=params.string("page_token"),
+    )
+    result = {}
+    if models:
+        result["models"] = [m.to_mlflow() for m in models]
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+urlpatterns = [
+    path("experiments/create", create_experiment),
+    path("experiments/get", get_experiment),
+    path("experiments/get-by-name", get_experiment_by_name),
+    path("experiments/search", search_experiments),
+    path("experiments/update", update_experiment),
+    path("experiments/delete", delete_experiment),
+    path("experiments/restore", restore_experiment),
+    path("experiments/set-experiment-tag", set_experiment_tag),
+    path("experiments/delete-experiment-tag", delete_experiment_tag),
+    path("runs/create", create_run),
+    path("runs/get", get_run),
+    path("runs/update", update_run),
+    path("runs/delete", delete_run),
+    path("runs/restore", restore_run),
+    path("runs/log-parameter", log_parameter),
+    path("runs/log-metric", log_metric),
+    path("runs/log-batch", log_batch),
+    path("runs/set-tag", set_tag),
+    path("runs/delete-tag", delete_tag),
+    path("runs/log-model", log_model),
+    path("runs/log-inputs", log_inputs),
+    path("runs/outputs", log_outputs),
+    path("runs/search", search_runs),
+    path("metrics/get-history", get_metric_history),
+    path("metrics/get-history-bulk-interval", get_metric_history_bulk_interval),
+    path("logged-models", create_logged_model),
+    path("logged-models/search", search_logged_models),
+    path("logged-models/<str:model_id>", logged_model),
+    path("logged-models/<str:model_id>/tags", set_logged_model_tags),
+    path("logged-models/<str:model_id>/tags/<path:tag_key>", delete_logged_model_tag),
+]

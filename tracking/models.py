@@ -11,6 +11,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from core.api import json_float
+
 ACTIVE = "active"
 DELETED = "deleted"
 LIFECYCLE_CHOICES = [(ACTIVE, ACTIVE), (DELETED, DELETED)]
@@ -61,6 +63,26 @@ class Experiment(models.Model):
     def experiment_id(self) -> str:
         return str(self.pk)
 
+    @property
+    def is_active(self) -> bool:
+        return self.lifecycle_stage == ACTIVE
+
+    def to_mlflow(self) -> dict:
+        """MLflow's Experiment JSON; `tags` (prefetch them) only when there are any."""
+        data = {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "artifact_location": self.artifact_location,
+            "lifecycle_stage": self.lifecycle_stage,
+            "last_update_time": self.last_update_time,
+            "creation_time": self.creation_time,
+            "workspace": "default",
+        }
+        tags = [t.to_mlflow() for t in self.tags.all()]
+        if tags:
+            data["tags"] = tags
+        return data
+
 
 class ExperimentTag(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="tags")
@@ -71,10 +93,19 @@ class ExperimentTag(models.Model):
         constraints = [models.UniqueConstraint(fields=["experiment", "key"], name="uniq_experiment_tag")]
         ordering = ["key"]
 
+    def to_mlflow(self) -> dict:
+        return {"key": self.key, "value": self.value}
+
 
 class RunQuerySet(models.QuerySet):
     def active(self):
         return self.filter(lifecycle_stage=ACTIVE)
+
+    def for_mlflow(self):
+        """Everything Run.to_mlflow() reads, in a fixed number of queries whatever the row count."""
+        return self.prefetch_related(
+            "params", "tags", "latest_metrics", "dataset_inputs__dataset", "model_inputs", "model_outputs"
+        )
 
 
 class Run(models.Model):
@@ -110,6 +141,51 @@ class Run(models.Model):
     def run_id(self) -> str:
         return self.run_uuid
 
+    @property
+    def is_active(self) -> bool:
+        return self.lifecycle_stage == ACTIVE
+
+    def info_to_mlflow(self) -> dict:
+        info = {
+            "run_uuid": self.run_uuid,
+            "run_id": self.run_uuid,
+            "experiment_id": str(self.experiment_id),
+            "run_name": self.name,
+            "user_id": self.user_id,
+            "status": self.status,
+            "start_time": self.start_time,
+            "artifact_uri": self.artifact_uri,
+            "lifecycle_stage": self.lifecycle_stage,
+        }
+        if self.end_time is not None:
+            info["end_time"] = self.end_time
+        return info
+
+    def to_mlflow(self) -> dict:
+        """MLflow's Run JSON. Prefetch with `Run.objects.for_mlflow()` to keep it query-free."""
+        data = {}
+        metrics = sorted(self.latest_metrics.all(), key=lambda m: m.key)
+        if metrics:
+            data["metrics"] = [m.to_mlflow() for m in metrics]
+        params = sorted(self.params.all(), key=lambda p: p.key)
+        if params:
+            data["params"] = [p.to_mlflow() for p in params]
+        tags = sorted(self.tags.all(), key=lambda t: t.pk)
+        if tags:
+            data["tags"] = [t.to_mlflow() for t in tags]
+        inputs = {}
+        dataset_inputs = sorted(self.dataset_inputs.all(), key=lambda i: i.pk)
+        if dataset_inputs:
+            inputs["dataset_inputs"] = [i.to_mlflow() for i in dataset_inputs]
+        model_inputs = sorted(self.model_inputs.all(), key=lambda i: i.pk)
+        if model_inputs:
+            inputs["model_inputs"] = [{"model_id": i.model_id} for i in model_inputs]
+        outputs = {}
+        model_outputs = sorted(self.model_outputs.all(), key=lambda o: o.pk)
+        if model_outputs:
+            outputs["model_outputs"] = [{"model_id": o.model_id, "step": o.step} for o in model_outputs]
+        return {"info": self.info_to_mlflow(), "data": data, "inputs": inputs, "outputs": outputs}
+
 
 class Param(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
@@ -118,6 +194,9 @@ class Param(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_run_param")]
+
+    def to_mlflow(self) -> dict:
+        return {"key": self.key, "value": self.value}
 
 
 class Metric(models.Model):
@@ -137,6 +216,25 @@ class Metric(models.Model):
     class Meta:
         indexes = [models.Index(fields=["run", "key", "step", "timestamp"], name="metric_history")]
 
+    def to_mlflow(self) -> dict:
+        return {
+            "key": self.key,
+            "value": "NaN" if self.is_nan else json_float(self.value),
+            "timestamp": self.timestamp,
+            "step": self.step,
+        }
+
+    def to_model_mlflow(self) -> dict:
+        """A logged model's metric: the point plus the model and run it belongs to."""
+        data = self.to_mlflow()
+        data["model_id"] = self.model_id
+        data["run_id"] = self.run_id
+        if self.dataset_name:
+            data["dataset_name"] = self.dataset_name
+        if self.dataset_digest:
+            data["dataset_digest"] = self.dataset_digest
+        return data
+
 
 class LatestMetric(models.Model):
     """The latest point per (run, key): max step, then max timestamp, then max value (MLflow's rule).
@@ -155,6 +253,14 @@ class LatestMetric(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_latest_metric")]
         indexes = [models.Index(fields=["key", "value"], name="latest_metric_key_value")]
 
+    def to_mlflow(self) -> dict:
+        return {
+            "key": self.key,
+            "value": "NaN" if self.is_nan else json_float(self.value),
+            "timestamp": self.timestamp,
+            "step": self.step,
+        }
+
 
 class RunTag(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
@@ -163,6 +269,9 @@ class RunTag(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_run_tag")]
+
+    def to_mlflow(self) -> dict:
+        return {"key": self.key, "value": self.value}
 
 
 class Dataset(models.Model):
@@ -179,19 +288,38 @@ class Dataset(models.Model):
             models.UniqueConstraint(fields=["experiment", "name", "digest"], name="uniq_dataset"),
         ]
 
+    def to_mlflow(self) -> dict:
+        data = {"name": self.name, "digest": self.digest, "source_type": self.source_type, "source": self.source}
+        if self.schema:
+            data["schema"] = self.schema
+        if self.profile:
+            data["profile"] = self.profile
+        return data
+
 
 class RunInput(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dataset_inputs")
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="run_inputs")
     tags = models.JSONField(default=list, blank=True)
+    # The `mlflow.data.context` input tag ("training", "eval"…), a column so `datasets.context` filters in SQL.
+    context = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dataset"], name="uniq_run_input")]
+
+    def to_mlflow(self) -> dict:
+        data = {"dataset": self.dataset.to_mlflow()}
+        if self.tags:
+            data["tags"] = self.tags
+        return data
 
 
 class LoggedModelQuerySet(models.QuerySet):
     def active(self):
         return self.filter(lifecycle_stage=ACTIVE)
+
+    def for_mlflow(self):
+        return self.prefetch_related("tags", "params")
 
 
 class LoggedModel(models.Model):
@@ -225,6 +353,48 @@ class LoggedModel(models.Model):
 
     def __str__(self):
         return self.model_id
+
+    def to_mlflow(self, metrics: list | None = None) -> dict:
+        """MLflow's LoggedModel JSON. `metrics` are its Metric rows (see attach_model_metrics)."""
+        info = {
+            "model_id": self.model_id,
+            "experiment_id": str(self.experiment_id),
+            "name": self.name,
+            "creation_timestamp_ms": self.creation_timestamp_ms,
+            "last_updated_timestamp_ms": self.last_updated_timestamp_ms,
+            "artifact_uri": self.artifact_location,
+            "status": self.status,
+            "model_type": self.model_type,
+        }
+        if self.source_run_id:
+            info["source_run_id"] = self.source_run_id
+        if self.status_message:
+            info["status_message"] = self.status_message
+        tags = sorted(self.tags.all(), key=lambda t: t.key)
+        if tags:
+            info["tags"] = [{"key": t.key, "value": t.value} for t in tags]
+        data = {}
+        params = sorted(self.params.all(), key=lambda p: p.key)
+        if params:
+            data["params"] = [{"key": p.key, "value": p.value} for p in params]
+        if metrics is None:
+            metrics = getattr(self, "_model_metrics", None)
+        if metrics is None:
+            metrics = list(Metric.objects.filter(model_id=self.model_id).order_by("key", "step", "timestamp", "pk"))
+        if metrics:
+            data["metrics"] = [m.to_model_mlflow() for m in metrics]
+        return {"info": info, "data": data}
+
+
+def attach_model_metrics(logged_models: list) -> list:
+    """Load the metrics of several logged models in one query (they reference models by id, not FK)."""
+    by_model = {m.model_id: [] for m in logged_models}
+    if by_model:
+        for metric in Metric.objects.filter(model_id__in=list(by_model)).order_by("key", "step", "timestamp", "pk"):
+            by_model[metric.model_id].append(metric)
+    for model in logged_models:
+        model._model_metrics = by_model[model.model_id]
+    return logged_models
 
 
 class LoggedModelTag(models.Model):
