@@ -1,8 +1,118 @@
+"""MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/`) and the 3.x capability probe.
+
+Wire behaviour follows the real MLflow 3.18 server (spec §4.2, §4.4). Every
+path goes through core.artifacts.normalize_path before storage is touched, and
+bodies are streamed both ways: uploads with request.read(chunk) (never
+request.body), downloads with FileResponse.
+"""
+
+import posixpath
+
+from django.http import FileResponse, HttpResponse
+from django.urls import path
+
+from core import artifacts
 from core.api import api_view
+from core.errors import InvalidParameter, MlflowError
 
-urlpatterns = []
+TEXT_NAMES = {"MLmodel", "MLproject"}
+TEXT_EXTENSIONS = {".txt", ".yaml", ".yml", ".json"}
+DOWNLOAD_BLOCK_SIZE = 256 * 1024
 
 
-@api_view("GET", auth=False)
-def server_info(request, params):
+class LengthRequired(MlflowError):
+    error_code = "BAD_REQUEST"
+
+    def __init__(self, message: str):
+        super().__init__(message, status=411)
+
+
+def content_type_for(name: str) -> str:
+    base = posixpath.basename(name)
+    if base in TEXT_NAMES or posixpath.splitext(base)[1].lower() in TEXT_EXTENSIONS:
+        return "text/plain"
+    return "application/octet-stream"
+
+
+@api_view("GET", body="raw")
+def list_artifacts(request, params):
+    """`GET artifacts?path=<dir>` -> `{"files": [...]}`; a missing or empty directory -> `{}`."""
+    folder = artifacts.normalize_path(params.string("path") or "")
+    files = artifacts.list_dir(folder)
+    return {"files": files} if files else {}
+
+
+@api_view(("GET", "PUT", "DELETE"), body="raw")
+def artifact(request, params, artifact_path: str):
+    relative = artifacts.normalize_path(artifact_path)
+    if not relative:
+        raise InvalidParameter("Invalid path")
+    if request.method == "GET":
+        return _download(relative)
+    if request.method == "PUT":
+        return _upload(request, relative)
+    artifacts.delete(relative)
     return {}
+
+
+def _download(relative: str) -> FileResponse:
+    handle = artifacts.open_file(relative)
+    response = FileResponse(handle, content_type=content_type_for(relative))
+    response.block_size = DOWNLOAD_BLOCK_SIZE
+    return response
+
+
+def _upload(request, relative: str) -> HttpResponse:
+    raw_length = request.META.get("CONTENT_LENGTH") or ""
+    if not raw_length:
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # Django's WSGI request only reads Content-Length bytes; a chunked body would be stored empty.
+            raise LengthRequired("Artifact uploads need a Content-Length header (chunked bodies are not accepted).")
+        expected = 0
+    else:
+        try:
+            expected = int(raw_length)
+        except ValueError:
+            raise InvalidParameter(f"Invalid Content-Length '{raw_length}'") from None
+        if expected < 0:
+            raise InvalidParameter(f"Invalid Content-Length '{raw_length}'")
+    try:
+        artifacts.save_stream(relative, request, expected_size=expected)
+    except OSError as exc:
+        # The client went away (or the socket broke) mid-body; save_stream kept nothing.
+        raise artifacts.IncompleteUpload(f"Upload of '{relative}' was interrupted: {exc}") from None
+    # The real server answers an upload with 200 and an empty body.
+    response = HttpResponse(b"", status=200)
+    del response["Content-Type"]
+    return response
+
+
+@api_view("GET")
+def server_info(request, params):
+    """`GET /api/3.0/mlflow/server-info`: what the 3.x client probes before its first artifact transfer.
+
+    Multipart and presigned transfers are not implemented, so every flag that would
+    make the client use them is false (spec §4.4).
+    """
+    return {
+        "store_type": "SqlStore",
+        "workspaces_enabled": False,
+        "trace_archival_enabled": False,
+        "multipart_uploads_enabled": False,
+        "multipart_downloads_enabled": False,
+        "artifact_serving_enabled": True,
+        "skill_content_max_size": 26214400,
+        "skill_content_max_files": 10000,
+        "presigned_upload_run_id_supported": False,
+        "presigned_upload_model_id_supported": False,
+        "model_artifact_presigned_downloads_supported": False,
+        "features_enabled": {"gateway": False, "scheduled_issue_detection": False},
+        "tracking_auth": "",
+        "artifacts_presigned_only": False,
+    }
+
+
+urlpatterns = [
+    path("artifacts", list_artifacts, name="mlflow-artifacts-list"),
+    path("artifacts/<path:artifact_path>", artifact, name="mlflow-artifacts-file"),
+]
