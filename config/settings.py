@@ -209,6 +209,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "stagegate")
 CELERY_BEAT_SCHEDULE = {}
+# Registry outbox and registration sweeps: re-enqueue what the broker lost.
+CELERY_BEAT_SCHEDULE["registry-sweep-events"] = {"task": "registry.tasks.sweep_events", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["registry-sweep-registrations"] = {"task": "registry.tasks.sweep_pending_registrations", "schedule": 60.0}
 
 # Mail: the console in the embedded run, SMTP when EMAIL_BACKEND says so.
 EMAIL_BACKEND_PATH = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,0 +1,736 @@
+"""Every registry write, one function per MLflow store verb.
+
+Locking policy: a write takes the parent RegisteredModel row with
+select_for_update() first, then the version rows, so two writers on one model run
+one at a time (version numbers, "one version per stage after archive", aliases).
+Each write records its outbox Event in the same transaction; tasks (registration,
+dispatch) are enqueued on commit.
+"""
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+
+import yaml
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Prefetch, Subquery
+
+from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
+from registry import access
+from registry.events import record_event
+from registry.models import (
+    BUILT_IN_STAGES,
+    STAGE_ARCHIVED,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelAlias,
+    RegisteredModelTag,
+    Stage,
+    StageTransition,
+)
+from tracking.models import LoggedModel, LoggedModelTag, Run, now_ms
+
+log = logging.getLogger("stagegate.registry")
+
+MAX_NAME_LENGTH = 256
+MAX_TAG_KEY_LENGTH = 250
+MAX_TAG_VALUE_LENGTH = 100_000
+MAX_ALIAS_LENGTH = 255
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _validate_name(name: str | None, param: str = "name") -> str:
+    if name is None or name == "":
+        raise missing_parameter(param)
+    if not isinstance(name, str):
+        raise InvalidParameter(f"Invalid value {name} for parameter '{param}'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidParameter(f"Registered model name '{name[:40]}…' exceeds the maximum length of {MAX_NAME_LENGTH} characters.")
+    return name
+
+
+def _validate_tag(key: str | None, value) -> tuple[str, str]:
+    if key is None or key == "":
+        raise missing_parameter("key")
+    if not isinstance(key, str):
+        raise InvalidParameter(f"Invalid value {key} for parameter 'key'")
+    if len(key) > MAX_TAG_KEY_LENGTH:
+        raise InvalidParameter(f"Tag key '{key[:40]}…' exceeds the maximum length of {MAX_TAG_KEY_LENGTH} characters.")
+    if ".." in key.split("/") or key.startswith("/"):
+        raise InvalidParameter(f"Invalid tag name: '{key}'")
+    value = "" if value is None else value
+    if not isinstance(value, str):
+        value = str(value)
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidParameter(f"Tag value for key '{key}' exceeds the maximum length of {MAX_TAG_VALUE_LENGTH} characters.")
+    return key, value
+
+
+def _tag_pairs(tags: Iterable | None) -> list[tuple[str, str]]:
+    pairs = {}
+    for tag in tags or ():
+        if isinstance(tag, dict):
+            key, value = _validate_tag(tag.get("key"), tag.get("value"))
+        else:
+            key, value = _validate_tag(*tag)
+        pairs[key] = value
+    return list(pairs.items())
+
+
+def validate_alias(alias: str | None) -> str:
+    """MLflow's alias rules: a word of letters, digits, `_` and `-`; `latest` and `v<digits>` reserved."""
+    if alias is None or alias == "":
+        raise missing_parameter("alias")
+    if len(alias) > MAX_ALIAS_LENGTH:
+        raise InvalidParameter(f"Alias name '{alias[:40]}…' exceeds the maximum length of {MAX_ALIAS_LENGTH} characters.")
+    if alias.lower() == "latest":
+        raise InvalidParameter("'latest' alias name (case insensitive) is reserved.")
+    if re.fullmatch(r"[vV]\d+", alias):
+        raise InvalidParameter(f"Version alias name '{alias}' is reserved.")
+    if not re.fullmatch(r"[\w\-]+", alias):
+        raise InvalidParameter(
+            f"Invalid alias name: '{alias}'. Aliases may only contain letters, digits, underscores (_) and dashes (-)."
+        )
+    return alias
+
+
+def stage_names() -> list[str]:
+    names = list(Stage.objects.order_by("order", "id").values_list("name", flat=True))
+    return names or list(BUILT_IN_STAGES)
+
+
+def canonical_stage(stage: str | None) -> str:
+    """The stored spelling of a stage given in any case; 400 listing the valid stages otherwise."""
+    if stage is None or stage == "":
+        raise missing_parameter("stage")
+    names = stage_names()
+    for name in names:
+        if name.lower() == str(stage).strip().lower():
+            return name
+    raise InvalidParameter(f"Invalid Model Version stage: {stage}. Value must be one of {', '.join(names)}.")
+
+
+def _user_name(user) -> str:
+    return user.get_username() if user is not None and getattr(user, "is_authenticated", False) else ""
+
+
+def _actor(user):
+    return user if user is not None and getattr(user, "pk", None) else None
+
+
+def _lock_model(user, name: str, *, action: str = access.EDIT) -> RegisteredModel:
+    return access.get_registered_model_for_user(user, name, action=action, lock=True)
+
+
+def _lock_version(model: RegisteredModel, version: int) -> ModelVersion:
+    mv = ModelVersion.objects.select_for_update().filter(registered_model=model, version=version).first()
+    if mv is None:
+        raise access.not_found_version(model.name, version)
+    mv.registered_model = model
+    return mv
+
+
+def _touch(model: RegisteredModel, ts: int) -> None:
+    RegisteredModel.objects.filter(pk=model.pk).update(last_updated_timestamp=ts)
+    model.last_updated_timestamp = ts
+
+
+# --------------------------------------------------------------------------- registered models
+
+
+@transaction.atomic
+def create_registered_model(*, name: str, user, description: str | None = None, tags=()) -> RegisteredModel:
+    """Create a registered model. Raises AlreadyExists (400 RESOURCE_ALREADY_EXISTS) for a taken name."""
+    name = _validate_name(name)
+    pairs = _tag_pairs(tags)
+    if RegisteredModel.objects.filter(name=name).exists():
+        raise AlreadyExists(f"Registered Model (name={name}) already exists.")
+    ts = now_ms()
+    try:
+        with transaction.atomic():
+            model = RegisteredModel.objects.create(
+                name=name, description=description, creation_timestamp=ts, last_updated_timestamp=ts, owner=_actor(user)
+            )
+    except IntegrityError:
+        raise AlreadyExists(f"Registered Model (name={name}) already exists.") from None
+    RegisteredModelTag.objects.bulk_create([RegisteredModelTag(model=model, key=k, value=v) for k, v in pairs])
+    record_event(type="registered_model.created", model=model, actor=_actor(user), payload={"description": description})
+    return model
+
+
+@transaction.atomic
+def update_registered_model(*, name: str, user, description: str | None) -> RegisteredModel:
+    """Set the description (locks the model)."""
+    model = _lock_model(user, name)
+    previous = model.description
+    model.description = description
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["description", "last_updated_timestamp"])
+    if previous != description:
+        record_event(
+            type="registered_model.description_changed",
+            model=model,
+            actor=_actor(user),
+            payload={"previous": previous, "description": description},
+        )
+    return model
+
+
+@transaction.atomic
+def rename_registered_model(*, name: str, new_name: str, user) -> RegisteredModel:
+    """Rename; versions and aliases follow (they point at the row), files never move."""
+    new_name = _validate_name(new_name, "new_name")
+    model = _lock_model(user, name)
+    if new_name == name:
+        return model
+    if RegisteredModel.objects.filter(name=new_name).exists():
+        raise AlreadyExists(f"Registered Model (name={new_name}) already exists.")
+    ts = now_ms()
+    model.name = new_name
+    model.last_updated_timestamp = ts
+    try:
+        with transaction.atomic():
+            model.save(update_fields=["name", "last_updated_timestamp"])
+    except IntegrityError:
+        raise AlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+    ModelVersion.objects.filter(registered_model=model).update(last_updated_timestamp=ts)
+    record_event(
+        type="registered_model.renamed", model=model, actor=_actor(user), payload={"old_name": name, "new_name": new_name}
+    )
+    return model
+
+
+@transaction.atomic
+def delete_registered_model(*, name: str, user) -> None:
+    """Delete the model with its versions, aliases and tags; the versions' files go after commit."""
+    from core import artifacts
+
+    model = _lock_model(user, name, action=access.MANAGE)
+    versions = list(model.versions.values_list("version", "storage_path"))
+    root = f"registry/{model.pk}"
+    record_event(
+        type="registered_model.deleted",
+        model=model,
+        actor=_actor(user),
+        payload={"versions": [v for v, _ in versions]},
+    )
+    model.delete()
+
+    def remove_files():
+        try:
+            artifacts.delete(root)
+        except Exception:  # a leftover folder must not turn a committed delete into an error
+            log.exception("could not delete the files of registered model %s (%s)", name, root)
+
+    transaction.on_commit(remove_files)
+
+
+@transaction.atomic
+def set_registered_model_tag(*, name: str, key: str, value: str, user) -> RegisteredModelTag:
+    key, value = _validate_tag(key, value)
+    model = _lock_model(user, name)
+    tag, _ = RegisteredModelTag.objects.update_or_create(model=model, key=key, defaults={"value": value})
+    record_event(type="registered_model_tag.set", model=model, actor=_actor(user), payload={"key": key, "value": value})
+    return tag
+
+
+@transaction.atomic
+def delete_registered_model_tag(*, name: str, key: str, user) -> None:
+    """Delete a tag; a key that does not exist is not an error (as on MLflow)."""
+    if not key:
+        raise missing_parameter("key")
+    model = _lock_model(user, name)
+    deleted, _ = RegisteredModelTag.objects.filter(model=model, key=key).delete()
+    if deleted:
+        record_event(type="registered_model_tag.deleted", model=model, actor=_actor(user), payload={"key": key})
+
+
+# --------------------------------------------------------------------------- aliases
+
+
+@transaction.atomic
+def set_registered_model_alias(*, name: str, alias: str, version: int, user) -> RegisteredModelAlias:
+    """Point `alias` at `version` (moving it if it pointed elsewhere). Locks the model."""
+    alias = validate_alias(alias)
+    model = _lock_model(user, name)
+    mv = _lock_version(model, version)
+    existing = RegisteredModelAlias.objects.filter(model=model, alias=alias).select_related("version").first()
+    previous = existing.version.version if existing else None
+    if existing:
+        existing.version = mv
+        existing.save(update_fields=["version"])
+        row = existing
+    else:
+        row = RegisteredModelAlias.objects.create(model=model, alias=alias, version=mv)
+    _touch(model, now_ms())
+    record_event(
+        type="alias.set",
+        model=model,
+        version=mv.version,
+        actor=_actor(user),
+        payload={"alias": alias, "version": mv.version, "previous_version": previous},
+    )
+    return row
+
+
+@transaction.atomic
+def delete_registered_model_alias(*, name: str, alias: str, user) -> None:
+    """Remove an alias; one that does not exist is not an error."""
+    if not alias:
+        raise missing_parameter("alias")
+    model = _lock_model(user, name)
+    row = RegisteredModelAlias.objects.filter(model=model, alias=alias).select_related("version").first()
+    if row is None:
+        return
+    previous = row.version.version
+    row.delete()
+    _touch(model, now_ms())
+    record_event(
+        type="alias.deleted", model=model, version=previous, actor=_actor(user), payload={"alias": alias, "previous_version": previous}
+    )
+
+
+def get_model_version_by_alias(*, name: str, alias: str, user) -> ModelVersion:
+    """400 "Registered model alias x not found." when the alias is unknown (MLflow's code and text)."""
+    if not alias:
+        raise missing_parameter("alias")
+    model = access.get_registered_model_for_user(user, name)
+    row = RegisteredModelAlias.objects.filter(model=model, alias=alias).values_list("version_id", flat=True).first()
+    if row is None:
+        raise InvalidParameter(f"Registered model alias {alias} not found.")
+    return access.version_queryset().get(pk=row)
+
+
+# --------------------------------------------------------------------------- model versions
+
+
+def _logged_model_id_from_source(source: str) -> str | None:
+    match = re.fullmatch(r"models:/(m-[0-9a-f]{32})/?", source or "")
+    return match.group(1) if match else None
+
+
+@transaction.atomic
+def create_model_version(
+    *,
+    name: str,
+    source: str,
+    user,
+    run_id: str | None = None,
+    model_id: str | None = None,
+    tags=(),
+    run_link: str = "",
+    description: str = "",
+) -> ModelVersion:
+    """Create the next version of `name` as PENDING_REGISTRATION and enqueue its registration
+    (`register_model_version`) on commit. Locks the model row: numbers are unique and never reused.
+
+    Raises DoesNotExist for a missing model (MLflow's text), InvalidParameter for a bad source/model_id.
+    """
+    if not source:
+        raise missing_parameter("source")
+    pairs = _tag_pairs(tags)
+    model = _lock_model(user, _validate_name(name))
+    logged_model = None
+    if not model_id:
+        model_id = _logged_model_id_from_source(source)
+        logged_model = LoggedModel.objects.filter(model_id=model_id).first() if model_id else None
+        if logged_model is None:
+            model_id = None
+    else:
+        logged_model = LoggedModel.objects.filter(model_id=model_id).first()
+        if logged_model is None:
+            raise DoesNotExist(f"Logged model with ID '{model_id}' not found.")
+        if _logged_model_id_from_source(source) not in (None, model_id):
+            raise InvalidParameter(f"The source '{source}' does not match the logged model '{model_id}'.")
+    if not run_id and logged_model is not None and logged_model.source_run_id:
+        run_id = logged_model.source_run_id
+    run = Run.objects.filter(run_uuid=run_id).only("run_uuid").first() if run_id else None
+
+    ts = now_ms()
+    number = model.last_version + 1
+    model.last_version = number
+    model.last_updated_timestamp = ts
+    model.save(update_fields=["last_version", "last_updated_timestamp"])
+    mv = ModelVersion.objects.create(
+        registered_model=model,
+        version=number,
+        source=source,
+        run_id=run_id or None,
+        source_run=run,
+        model_id=model_id,
+        run_link=run_link or "",
+        description=description or "",
+        user_id=_user_name(user),
+        creator=_actor(user),
+        creation_timestamp=ts,
+        last_updated_timestamp=ts,
+        storage_path=f"registry/{model.pk}/{number}",
+    )
+    ModelVersionTag.objects.bulk_create([ModelVersionTag(version=mv, key=k, value=v) for k, v in pairs])
+    if logged_model is not None:
+        _link_logged_model(logged_model, model.name, number)
+    record_event(
+        type="model_version.created",
+        model=model,
+        version=number,
+        actor=_actor(user),
+        payload={"source": source, "run_id": run_id, "model_id": model_id},
+    )
+    from registry.tasks import register_model_version
+
+    register_model_version.delay_on_commit(mv.pk)
+    return mv
+
+
+def _link_logged_model(logged_model: LoggedModel, name: str, version: int) -> None:
+    """Append {"name", "version"} to the logged model's `mlflow.modelVersions` tag, as MLflow does."""
+    tag = LoggedModelTag.objects.filter(model=logged_model, key="mlflow.modelVersions").first()
+    entries = []
+    if tag is not None:
+        try:
+            entries = json.loads(tag.value)
+        except ValueError:
+            entries = []
+        if not isinstance(entries, list):
+            entries = []
+    entries.append({"name": name, "version": version})
+    LoggedModelTag.objects.update_or_create(
+        model=logged_model, key="mlflow.modelVersions", defaults={"value": json.dumps(entries)}
+    )
+
+
+class SourceError(Exception):
+    pass
+
+
+def resolve_source(source: str) -> str:
+    """The artifact-store path (relative) that holds the files `source` names.
+
+    `mlflow-artifacts:/p`, `runs:/<run>/<path>`, `models:/m-<id>`, `models:/<name>/<version>`,
+    a logged-model id, or a path inside the artifact root. Raises SourceError with a readable reason.
+    """
+    from core import artifacts
+
+    source = (source or "").strip()
+    if source.startswith("mlflow-artifacts:"):
+        return artifacts.uri_to_path(source)
+    match = re.fullmatch(r"runs:/([0-9a-fA-F]{32})(?:/(.*))?", source)
+    if match:
+        run_id, sub = match.group(1), (match.group(2) or "").strip("/")
+        run = Run.objects.filter(run_uuid=run_id).first()
+        if run is None:
+            raise SourceError(f"Run '{run_id}' named by source '{source}' does not exist.")
+        run_path = artifacts.uri_to_path(run.artifact_uri) if run.artifact_uri else ""
+        candidate = "/".join(p for p in (run_path, sub) if p)
+        if sub and not artifacts.is_file(candidate + "/MLmodel"):
+            # 3.x: `runs:/<run>/model` names the logged model the run produced under that name.
+            lm = LoggedModel.objects.filter(source_run=run, name=sub).order_by("-creation_timestamp_ms").first()
+            if lm is not None:
+                return artifacts.uri_to_path(lm.artifact_location)
+        return candidate
+    logged_id = _logged_model_id_from_source(source) or (source if re.fullmatch(r"m-[0-9a-f]{32}", source) else None)
+    if logged_id:
+        lm = LoggedModel.objects.filter(model_id=logged_id).first()
+        if lm is None:
+            raise SourceError(f"Logged model '{logged_id}' named by source '{source}' does not exist.")
+        return artifacts.uri_to_path(lm.artifact_location)
+    match = re.fullmatch(r"models:/([^/@]+)/(\d+)/?", source)
+    if match:
+        other = ModelVersion.objects.filter(registered_model__name=match.group(1), version=int(match.group(2))).first()
+        if other is None or other.status != ModelVersion.READY:
+            raise SourceError(f"Source '{source}' does not name a READY model version.")
+        return other.storage_path
+    if source.startswith("file:"):
+        path = re.sub(r"^file:(//)?", "", source)
+    elif re.match(r"^[a-zA-Z][\w+.-]*:", source):
+        raise SourceError(
+            f"Unsupported source '{source}': use an mlflow-artifacts:/ URI, runs:/<run_id>/<path>, "
+            "models:/<logged model id> or a path inside the server's artifact store."
+        )
+    else:
+        path = source
+    root = str(settings.ARTIFACT_ROOT).rstrip("/")
+    storage_root = _storage_location()
+    for base in filter(None, (storage_root, root)):
+        if path == base or path.startswith(base + "/"):
+            path = path[len(base):]
+            break
+    else:
+        if path.startswith("/"):
+            raise SourceError(f"Source '{source}' is outside the server's artifact store.")
+    try:
+        return artifacts.normalize_path(path)
+    except Exception as exc:
+        raise SourceError(f"Invalid source path '{source}': {exc}") from None
+
+
+def _storage_location() -> str:
+    from django.core.files.storage import storages
+
+    location = getattr(storages["artifacts"], "location", "") or ""
+    return str(location).rstrip("/")
+
+
+def _parse_mlmodel(text: str) -> tuple[dict, dict | None]:
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise SourceError("MLmodel is not a YAML mapping.")
+    flavors = data.get("flavors") or {}
+    if not isinstance(flavors, dict) or not flavors:
+        raise SourceError("MLmodel declares no flavors.")
+    signature = data.get("signature")
+    return flavors, signature if isinstance(signature, dict) else None
+
+
+def finish_model_version_registration(*, version_id: int) -> ModelVersion | None:
+    """Copy a PENDING version's files into its own folder and mark it READY (or FAILED_REGISTRATION
+    with the reason). Idempotent: a version that is no longer PENDING is left as is. The copy runs
+    outside any lock; the status change locks the model, then the version."""
+    from core import artifacts
+
+    mv = ModelVersion.objects.select_related("registered_model").filter(pk=version_id).first()
+    if mv is None or mv.status != ModelVersion.PENDING:
+        return mv
+    result, flavors, signature, error = None, {}, None, ""
+    try:
+        src = resolve_source(mv.source)
+        if not artifacts.is_file(src.rstrip("/") + "/MLmodel"):
+            raise SourceError(f"No MLmodel file found at source '{mv.source}' (resolved to '{src}'): it is not an MLflow model.")
+        flavors, signature = _parse_mlmodel(artifacts.read_text(src.rstrip("/") + "/MLmodel", 1_000_000))
+        # Start from an empty folder so a retried task never mixes two copies.
+        artifacts.delete(mv.storage_path)
+        result = artifacts.copy_tree(src, mv.storage_path)
+    except SourceError as exc:
+        error = str(exc)
+    except yaml.YAMLError as exc:
+        error = f"MLmodel at source '{mv.source}' is not valid YAML: {exc}"
+    except Exception as exc:  # a storage error must end as FAILED, never as a version stuck PENDING
+        log.exception("registration of %s failed", mv)
+        error = f"Registration failed: {type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        model = RegisteredModel.objects.select_for_update().filter(pk=mv.registered_model_id).first()
+        if model is None:
+            return None
+        locked = ModelVersion.objects.select_for_update().filter(pk=mv.pk).first()
+        if locked is None or locked.status != ModelVersion.PENDING:
+            return locked
+        ts = now_ms()
+        locked.last_updated_timestamp = ts
+        if error:
+            locked.status, locked.status_message = ModelVersion.FAILED, error
+            locked.save(update_fields=["status", "status_message", "last_updated_timestamp"])
+            record_event(type="model_version.failed", model=model, version=locked.version, payload={"message": error})
+        else:
+            locked.status, locked.status_message = ModelVersion.READY, ""
+            locked.size_bytes = result["size"]
+            locked.file_count = result["file_count"]
+            locked.checksum = result["checksum"]
+            locked.flavors, locked.signature = flavors, signature
+            locked.save(
+                update_fields=[
+                    "status", "status_message", "size_bytes", "file_count", "checksum", "flavors", "signature",
+                    "last_updated_timestamp",
+                ]
+            )
+            record_event(
+                type="model_version.ready",
+                model=model,
+                version=locked.version,
+                payload={"size_bytes": result["size"], "file_count": result["file_count"], "checksum": result["checksum"]},
+            )
+        return locked
+
+
+@transaction.atomic
+def update_model_version(*, name: str, version: int, user, description: str | None) -> ModelVersion:
+    model = _lock_model(user, name)
+    mv = _lock_version(model, version)
+    previous = mv.description
+    mv.description = description or ""
+    mv.last_updated_timestamp = now_ms()
+    mv.save(update_fields=["description", "last_updated_timestamp"])
+    if previous != mv.description:
+        record_event(
+            type="model_version.description_changed",
+            model=model,
+            version=mv.version,
+            actor=_actor(user),
+            payload={"previous": previous, "description": mv.description},
+        )
+    return mv
+
+
+def direct_transition_guard(*, version: ModelVersion, stage: str, user) -> None:
+    """The governance hook: approvals decides whether this direct transition is allowed
+    (it raises PermissionDenied/InvalidState when the stage needs an approved request)."""
+    from approvals import policy
+
+    policy.check_direct_transition(version=version, stage=stage, user=user)
+
+
+@transaction.atomic
+def transition_model_version_stage(
+    *,
+    name: str,
+    version: int,
+    stage: str,
+    user,
+    archive_existing_versions: bool = False,
+    comment: str = "",
+    request_id: int | None = None,
+) -> ModelVersion:
+    """THE stage change, for the API, the UI, approvals and the auto-archive alike.
+
+    Locks the model then the version; validates the stage (case-insensitive, built-in or
+    custom); asks the governance guard unless it carries out an approved request
+    (`request_id`); with `archive_existing_versions` moves every *other* version in the
+    target stage to Archived (recorded as system transitions). Bumps last_updated on the
+    version and the model, writes StageTransition and Event rows.
+    """
+    target = canonical_stage(stage)
+    model = _lock_model(user, name)
+    mv = _lock_version(model, version)
+    if request_id is None:
+        direct_transition_guard(version=mv, stage=target, user=user)
+    ts = now_ms()
+    from_stage = mv.current_stage
+    mv.current_stage = target
+    mv.last_updated_timestamp = ts
+    mv.save(update_fields=["current_stage", "last_updated_timestamp"])
+    StageTransition.objects.create(
+        version=mv, from_stage=from_stage, to_stage=target, user=_actor(user), timestamp=ts, comment=comment or "",
+        request_id=request_id,
+    )
+    record_event(
+        type="model_version.stage_transitioned",
+        model=model,
+        version=mv.version,
+        actor=_actor(user),
+        payload={
+            "from_stage": from_stage, "to_stage": target, "archive_existing_versions": bool(archive_existing_versions),
+            "comment": comment or "", "is_system": False, "request_id": request_id,
+        },
+    )
+    if archive_existing_versions and target != STAGE_ARCHIVED:
+        others = list(
+            ModelVersion.objects.select_for_update()
+            .filter(registered_model=model, current_stage=target)
+            .exclude(pk=mv.pk)
+            .order_by("version")
+        )
+        for other in others:
+            other.current_stage = STAGE_ARCHIVED
+            other.last_updated_timestamp = ts
+            other.save(update_fields=["current_stage", "last_updated_timestamp"])
+            StageTransition.objects.create(
+                version=other, from_stage=target, to_stage=STAGE_ARCHIVED, user=_actor(user), timestamp=ts,
+                comment=f"Archived when version {mv.version} moved to {target}", is_system=True,
+            )
+            record_event(
+                type="model_version.stage_transitioned",
+                model=model,
+                version=other.version,
+                actor=_actor(user),
+                payload={
+                    "from_stage": target, "to_stage": STAGE_ARCHIVED, "archive_existing_versions": False,
+                    "comment": "", "is_system": True, "caused_by_version": mv.version,
+                },
+            )
+    _touch(model, ts)
+    return mv
+
+
+@transaction.atomic
+def delete_model_version(*, name: str, version: int, user) -> None:
+    """Delete a version, its tags and the aliases on it; its files go after commit. The number is
+    never handed out again (the model's `last_version` counter keeps it)."""
+    from core import artifacts
+
+    model = _lock_model(user, name, action=access.MANAGE)
+    mv = _lock_version(model, version)
+    aliases = list(mv.aliases.values_list("alias", flat=True))
+    storage_path = mv.storage_path
+    for alias in aliases:
+        record_event(
+            type="alias.deleted", model=model, version=mv.version, actor=_actor(user),
+            payload={"alias": alias, "previous_version": mv.version, "reason": "version deleted"},
+        )
+    record_event(
+        type="model_version.deleted", model=model, version=mv.version, actor=_actor(user),
+        payload={"stage": mv.current_stage, "aliases": aliases},
+    )
+    mv.delete()
+    _touch(model, now_ms())
+
+    def remove_files():
+        try:
+            artifacts.delete(storage_path)
+        except Exception:
+            log.exception("could not delete the files of %s v%s (%s)", name, version, storage_path)
+
+    transaction.on_commit(remove_files)
+
+
+@transaction.atomic
+def set_model_version_tag(*, name: str, version: int, key: str, value: str, user) -> ModelVersionTag:
+    key, value = _validate_tag(key, value)
+    model = _lock_model(user, name)
+    mv = _lock_version(model, version)
+    tag, _ = ModelVersionTag.objects.update_or_create(version=mv, key=key, defaults={"value": value})
+    record_event(
+        type="model_version_tag.set", model=model, version=mv.version, actor=_actor(user), payload={"key": key, "value": value}
+    )
+    return tag
+
+
+@transaction.atomic
+def delete_model_version_tag(*, name: str, version: int, key: str, user) -> None:
+    if not key:
+        raise missing_parameter("key")
+    model = _lock_model(user, name)
+    mv = _lock_version(model, version)
+    deleted, _ = ModelVersionTag.objects.filter(version=mv, key=key).delete()
+    if deleted:
+        record_event(type="model_version_tag.deleted", model=model, version=mv.version, actor=_actor(user), payload={"key": key})
+
+
+# --------------------------------------------------------------------------- reads shared by API and pages
+
+
+def latest_versions_for(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
+    """The highest version in each stage present (Archived included), for many models in one
+    query (+ prefetches). Returns {model pk: [versions ordered by version]}."""
+    if not model_ids:
+        return {}
+    newest = (
+        ModelVersion.objects.filter(registered_model_id=OuterRef("registered_model_id"), current_stage=OuterRef("current_stage"))
+        .order_by("-version")
+        .values("version")[:1]
+    )
+    qs = access.version_queryset().filter(registered_model_id__in=model_ids, version=Subquery(newest))
+    if stages:
+        qs = qs.filter(current_stage__in=stages)
+    result: dict[int, list[ModelVersion]] = {}
+    for mv in qs.order_by("registered_model_id", "version"):
+        result.setdefault(mv.registered_model_id, []).append(mv)
+    return result
+
+
+def get_latest_versions(*, name: str, user, stages: list[str] | None = None) -> list[ModelVersion]:
+    """Newest version per stage; `stages` (any case) narrows the stages. Raises DoesNotExist."""
+    model = access.get_registered_model_for_user(user, name)
+    wanted = [canonical_stage(s) for s in stages] if stages else None
+    return latest_versions_for([model.pk], stages=wanted).get(model.pk, [])
+
+
+def registered_model_queryset(queryset=None):
+    """Models with what `to_mlflow` reads (tags, aliases with their version numbers) prefetched."""
+    queryset = queryset if queryset is not None else RegisteredModel.objects.all()
+    return queryset.prefetch_related(
+        "tags", Prefetch("aliases", queryset=RegisteredModelAlias.objects.select_related("version").only("id", "alias", "model_id", "version__version", "version_id"))
+    )

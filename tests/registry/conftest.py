@@ -1,0 +1,172 @@
+"""Registry fixtures: commit callbacks that run as in production, model files on disk, a real Celery worker."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from django.db import connection, transaction
+
+from registry import services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _run_commit_callbacks(request, monkeypatch):
+    """Inside a pytest-django test transaction, commit callbacks never run. Run them when the
+    service's own outermost atomic block exits (as a real commit would), so the eager
+    registration and dispatch tasks behave as in production. Tests that inspect the callbacks
+    themselves ask for `manual_on_commit`."""
+    if "manual_on_commit" in request.fixturenames or "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("db")
+    base_depth = len(connection.atomic_blocks)
+    original_exit = transaction.Atomic.__exit__
+
+    def exit_and_run(self, exc_type, exc_value, traceback):
+        result = original_exit(self, exc_type, exc_value, traceback)
+        conn = transaction.get_connection(self.using)
+        if len(conn.atomic_blocks) <= base_depth and conn.run_on_commit:
+            while conn.run_on_commit:
+                _, callback, _ = conn.run_on_commit.pop(0)
+                callback()
+        return result
+
+    monkeypatch.setattr(transaction.Atomic, "__exit__", exit_and_run)
+    yield
+
+
+@pytest.fixture
+def manual_on_commit():
+    """Marker fixture: commit callbacks stay queued (use django_capture_on_commit_callbacks)."""
+    return None
+
+
+def write_model_dir(root: Path, relpath: str, *, with_mlmodel: bool = True, extra: dict | None = None) -> str:
+    """Write a tiny MLflow model (MLmodel + a payload file) at <artifact root>/<relpath>."""
+    folder = root / relpath
+    folder.mkdir(parents=True, exist_ok=True)
+    if with_mlmodel:
+        (folder / "MLmodel").write_text(
+            yaml.safe_dump(
+                {
+                    "flavors": {
+                        "python_function": {"loader_module": "mlflow.sklearn", "model_path": "model.pkl", "python_version": "3.12"},
+                        "sklearn": {"pickled_model": "model.pkl", "serialization_format": "pickle", "sklearn_version": "1.6"},
+                    },
+                    "signature": {"inputs": '[{"type": "double", "name": "alcohol"}]', "outputs": '[{"type": "double"}]'},
+                }
+            )
+        )
+    (folder / "model.pkl").write_bytes(b"not really a pickle")
+    for name, content in (extra or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
+    return relpath
+
+
+@pytest.fixture
+def model_files(_artifact_root):
+    """model_files("1/run/artifacts/model") -> the mlflow-artifacts: URI of a fresh model folder."""
+
+    def make(relpath: str = "1/abc/artifacts/model", **kwargs) -> str:
+        write_model_dir(_artifact_root, relpath, **kwargs)
+        return "mlflow-artifacts:/" + relpath
+
+    return make
+
+
+@pytest.fixture
+def make_version(owner, model_files):
+    """make_version(name, stage=None) -> a READY version (the model is created when missing)."""
+    counter = {"n": 0}
+
+    def make(name: str = "m", *, stage: str | None = None, user=None, **kwargs):
+        user = user or owner
+        from registry.models import RegisteredModel
+
+        if not RegisteredModel.objects.filter(name=name).exists():
+            services.create_registered_model(name=name, user=user)
+        counter["n"] += 1
+        source = kwargs.pop("source", None) or model_files(f"1/run{counter['n']}/artifacts/model")
+        mv = services.create_model_version(name=name, source=source, user=user, **kwargs)
+        if stage:
+            services.transition_model_version_stage(name=name, version=mv.version, stage=stage, user=user)
+        mv.refresh_from_db()
+        return mv
+
+    return make
+
+
+# --------------------------------------------------------------------------- a real Celery worker
+
+
+def _redis_url() -> str:
+    return os.environ.get("STAGEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real `celery worker` subprocess on Redis, reading the pytest-django test database.
+
+    Tasks are sent to a queue private to this test run; eager mode is switched off for the test.
+    """
+    from config.celery import app
+
+    db = connection.settings_dict
+    if connection.vendor != "postgresql":
+        pytest.skip("the real worker shares the test database: PostgreSQL only")
+    queue = f"sg-test-{os.getpid()}-{int(time.time() * 1000)}"
+    user = db.get("USER") or "postgres"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    password = db.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{auth}{host}:{port}/{db['NAME']}",
+        "CELERY_BROKER_URL": _redis_url(),
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "STAGEGATE_ARTIFACT_ROOT": str(settings.STORAGES["artifacts"]["OPTIONS"]["location"]),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    log_path = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"]).parent / "celery-worker.log"
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--pool", "threads", "-c", "2", "-Q", queue,
+         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    previous = (app.conf.task_always_eager, app.conf.broker_url, app.conf.task_default_queue)
+    app.conf.task_always_eager = False
+    app.conf.broker_url = _redis_url()
+    app.conf.task_default_queue = queue
+    app._pool = None  # the producer pool must connect to the broker set above
+    # Wait until the worker listens (it logs "ready").
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("celery worker exited:\n" + log_path.read_text())
+        if "ready." in log_path.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        proc.terminate()
+        raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
+    try:
+        yield proc
+    finally:
+        app.conf.task_always_eager, app.conf.broker_url, app.conf.task_default_queue = previous
+        app._pool = None
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()
+        sys.stdout.write("")
