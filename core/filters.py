@@ -182,7 +182,10 @@ def parse_order_by(items: list[str], *, default_type: str = "attribute") -> list
         if not text or re.search(r"\s", text.replace(" ", "")) is not None:
             raise InvalidParameter(f"Invalid order_by clause '{item}'")
         ctype, key = parse_key(text, default_type=default_type)
-        if not key or (" " in key and ctype == default_type and not text.startswith(("`", '"'))):
+        # An unquoted name with a space ("metrics.rmse SIDEWAYS") is a bad direction, not a key.
+        prefixed = re.match(r"^([A-Za-z_]\w*)\.(.+)$", text)
+        name = prefixed.group(2).strip() if prefixed and prefixed.group(1).lower() in PREFIXES else text
+        if not key or (re.search(r"\s", key) and not name.startswith(("`", '"'))):
             raise InvalidParameter(f"Invalid order_by clause '{item}'")
         keys.append(OrderKey(ctype, key, ascending))
     return keys

@@ -10,6 +10,7 @@ import hashlib
 import json
 
 from django.db.models import (
+    BigIntegerField,
     BooleanField,
     Case,
     Exists,
@@ -159,7 +160,7 @@ def _order_annotations(prefix: str, raw, *, default, nan=None) -> tuple[dict, li
     if nan is not None:
         annotations[f"{prefix}_nan"] = Coalesce(nan, Value(False), output_field=BooleanField())
     annotations[f"{prefix}_rank"] = Case(*rank_whens, default=Value(0), output_field=IntegerField())
-    annotations[prefix] = Coalesce(F(f"{prefix}_raw"), default)
+    annotations[prefix] = Coalesce(F(f"{prefix}_raw"), default, output_field=default.output_field)
     return annotations, [f"{prefix}_rank", prefix]
 
 
@@ -275,7 +276,7 @@ def _run_order(qs: QuerySet, keys: list[OrderKey]) -> tuple[QuerySet, list[tuple
             ann, fields = _order_annotations(
                 prefix,
                 Subquery(latest.values("value")[:1], output_field=FloatField()),
-                default=Value(0.0),
+                default=Value(0.0, output_field=FloatField()),
                 nan=Subquery(latest.values("is_nan")[:1], output_field=BooleanField()),
             )
         elif key.type in ("parameter", "tag"):
@@ -283,12 +284,12 @@ def _run_order(qs: QuerySet, keys: list[OrderKey]) -> tuple[QuerySet, list[tuple
             ann, fields = _order_annotations(
                 prefix,
                 Subquery(model.objects.filter(run=OuterRef("pk"), key=key.key).values("value")[:1], output_field=TextField()),
-                default=Value(""),
+                default=Value("", output_field=TextField()),
             )
         elif key.type == "attribute" and key.key in RUN_ORDER_ATTRIBUTES:
             field = RUN_ORDER_ATTRIBUTES[key.key]
             if field == "end_time":
-                ann, fields = _order_annotations(prefix, F("end_time"), default=Value(0))
+                ann, fields = _order_annotations(prefix, F("end_time"), default=Value(0, output_field=BigIntegerField()))
             else:
                 order.append((field, not key.ascending))
                 continue
@@ -403,7 +404,7 @@ def _logged_model_order(qs: QuerySet, order_by: list[dict]) -> tuple[QuerySet, l
             ann, fields = _order_annotations(
                 prefix,
                 Subquery(points.values("value")[:1], output_field=FloatField()),
-                default=Value(0.0),
+                default=Value(0.0, output_field=FloatField()),
                 nan=Subquery(points.values("is_nan")[:1], output_field=BooleanField()),
             )
             annotations.update(ann)
