@@ -1,0 +1,28 @@
+"""Load the demo registry: the wine-quality tutorial run through the services."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from registry.demo import MODEL_NAME, load_demo
+from registry.models import RegisteredModel
+
+
+class Command(BaseCommand):
+    help = "Load the demo registry (experiment wine-quality, three runs, lr_wine_quality v1 Production / v2 Staging)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--if-empty", action="store_true", dest="if_empty", help="only when no registered model exists yet")
+        parser.add_argument("--user", default=None, help="the demo's owner (default: the bootstrap admin)")
+
+    def handle(self, *args, if_empty=False, user=None, **options):
+        if if_empty and RegisteredModel.objects.exists():
+            self.stdout.write("Registered models exist already: demo not loaded.")
+            return
+        username = user or settings.STAGEGATE_ADMIN_USER
+        owner = get_user_model().objects.filter(username=username).first()
+        if owner is None:
+            raise CommandError(f"No user named {username!r}: run `manage.py bootstrap` first or pass --user.")
+        model = load_demo(user=owner)
+        versions = ", ".join(f"v{v.version} {v.current_stage} {v.status}" for v in model.versions.order_by("version"))
+        self.stdout.write(self.style.SUCCESS(f"Demo loaded: {MODEL_NAME} ({versions})"))
