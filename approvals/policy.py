@@ -1,10 +1,111 @@
-"""The one narrow function the registry asks before a direct stage transition.
+"""Stage policies as the rest of the server sees them, and the one narrow function the registry asks
+before a direct stage transition (`check_direct_transition`).
 
-A no-op for now: every direct transition is allowed. The approvals work makes it
-raise (PermissionDenied / InvalidState with a clear message) when a stage needs an
-approved request.
+A policy is looked up per (model, target stage): the model's override, else the global policy of
+the stage, else the built-in default: no approval needed (policies are opt-in, so MLflow clients
+work unchanged after install).
 """
+
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+
+from core import permissions as perms
+from core.errors import PermissionDenied
+
+
+@dataclass
+class EffectivePolicy:
+    stage: str
+    scope: str  # "model" | "global" | "default"
+    model_name: str | None = None
+    requires_approval: bool = False
+    min_approvals: int = 1
+    approver_level: str = ""
+    allow_self_approval: bool = False
+    checks: list = field(default_factory=list)
+    id: int | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("id")
+        if data["model_name"] is None:
+            data.pop("model_name")
+        return data
+
+
+def effective_policy(*, model, stage: str) -> EffectivePolicy:
+    """The policy governing a change of `model`'s versions into `stage` (one query)."""
+    from django.db.models import Q
+
+    from approvals.models import StagePolicy, default_approver_level
+
+    rows = list(
+        StagePolicy.objects.filter(stage=stage).filter(Q(model__isnull=True) | Q(model=model)).order_by("model_id")
+    )
+    row = next((r for r in rows if r.model_id is not None), None) or next(iter(rows), None)
+    if row is None:
+        return EffectivePolicy(
+            stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage)
+        )
+    return EffectivePolicy(
+        stage=stage,
+        scope="model" if row.model_id else "global",
+        model_name=model.name,
+        requires_approval=row.requires_approval,
+        min_approvals=row.min_approvals,
+        approver_level=row.effective_approver_level,
+        allow_self_approval=row.allow_self_approval,
+        checks=list(row.checks or []),
+        id=row.pk,
+    )
+
+
+def transition_level(from_stage: str, to_stage: str) -> str:
+    """The level a direct move needs (Databricks): staging managers move between None, Staging and
+    Archived; anything touching Production or a custom stage needs a production manager."""
+    from approvals.models import default_approver_level
+
+    a, b = default_approver_level(from_stage), default_approver_level(to_stage)
+    return perms.higher(a, b)
+
+
+def request_paths(*, model_name: str, version: int) -> tuple[str, str]:
+    base = settings.STAGEGATE_BASE_URL.rstrip("/") if getattr(settings, "STAGEGATE_BASE_URL", "") else ""
+    return "POST /api/2.0/mlflow/transition-requests/create", f"{base}/models/{model_name}/versions/{version}/"
 
 
 def check_direct_transition(*, version, stage: str, user) -> None:
-    return None
+    """Called by registry.services.transition_model_version_stage (inside its transaction, model row
+    locked) before a transition that does not carry out an approved request.
+
+    Raises PermissionDenied when the user's level is too low for the move, or when the target
+    stage's policy needs an approved request (the message says how to make one). When the move
+    goes ahead, pending requests it makes stale are superseded in the same transaction.
+    """
+    model = version.registered_model
+    needed = transition_level(version.current_stage, stage)
+    level = perms.effective_level(user, model)
+    if level is None:
+        from registry.access import not_found_version
+
+        raise not_found_version(model.name, version.version)
+    api_path, page = request_paths(model_name=model.name, version=version.version)
+    if not perms.at_least(level, needed):
+        raise PermissionDenied(
+            f"Permission denied: moving version {version.version} of '{model.name}' from {version.current_stage} "
+            f"to {stage} needs {needed}; you have {level}. Request the transition instead: {api_path} "
+            f'{{"name": "{model.name}", "version": "{version.version}", "stage": "{stage}"}} or on the page {page}'
+        )
+    policy = effective_policy(model=model, stage=stage)
+    if policy.requires_approval:
+        quorum = f"{policy.min_approvals} approval" + ("s" if policy.min_approvals != 1 else "")
+        raise PermissionDenied(
+            f"Transitions of '{model.name}' to {stage} need an approved transition request ({quorum} "
+            f"from users with {policy.approver_level}). Request it: {api_path} "
+            f'{{"name": "{model.name}", "version": "{version.version}", "stage": "{stage}", "comment": "..."}} '
+            f"or on the version page {page}"
+        )
+    from approvals.services import supersede_stale_requests
+
+    supersede_stale_requests(version=version, new_stage=stage, user=user)

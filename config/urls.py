@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from approvals import api as approvals_api
 from core import views as core_views
 from core.api import endpoint_not_found
 from registry import api as registry_api
@@ -8,7 +9,7 @@ from tracking import api as tracking_api
 from tracking import artifacts as artifacts_api
 
 # The MLflow REST API, also under the /ajax-api prefix the MLflow UI uses.
-mlflow_api = tracking_api.urlpatterns + registry_api.urlpatterns
+mlflow_api = tracking_api.urlpatterns + registry_api.urlpatterns + approvals_api.urlpatterns
 
 urlpatterns = [
     path("health", core_views.health),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("ajax-api/2.0/mlflow/", include(mlflow_api)),
     path("api/2.0/mlflow-artifacts/", include(artifacts_api.urlpatterns)),
     path("api/3.0/mlflow/server-info", artifacts_api.server_info),
+    path("api/2.0/permissions/", include(approvals_api.permissions_urlpatterns)),
+    path("api/2.0/stagegate/", include(approvals_api.stagegate_urlpatterns)),
     re_path(r"^(ajax-)?api/", endpoint_not_found),
     path("admin/", admin.site.urls),
     path("", include("core.urls")),

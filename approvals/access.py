@@ -1,0 +1,161 @@
+"""Who may see and act on governance objects: decided here for the API and (later) the pages alike.
+
+Requests, reviews, comments and activities inherit the permission level of their registered model;
+grants are managed by CAN_MANAGE users, global stage policies by admins. Invisible objects raise
+404 RESOURCE_DOES_NOT_EXIST with MLflow's texts, visible-but-not-allowed 403 PERMISSION_DENIED.
+The business rules (quorum, separation of duties) live in approvals.services; the booleans here
+only mirror them so the server can tell a caller which actions are open to them.
+"""
+
+from core import permissions as perms
+from core.errors import DoesNotExist, PermissionDenied
+from registry.access import not_found_model, not_found_version
+
+
+def get_registered_model_for_user(user, name: str, *, min_level: str = perms.CAN_READ, lock: bool = False, action: str = ""):
+    """The model by name with the caller's level checked. `lock` takes the row lock (inside a
+    transaction): the first lock of every workflow step."""
+    from registry.models import RegisteredModel
+
+    if not name:
+        from core.errors import missing_parameter
+
+        raise missing_parameter("name")
+    qs = RegisteredModel.objects.all()
+    if lock:
+        qs = qs.select_for_update()
+    model = qs.filter(name=name).first()
+    if model is None:
+        raise not_found_model(name)
+    perms.require_level(user, model, min_level, not_found=not_found_model(name), action=action)
+    return model
+
+
+def get_registered_model_by_id_for_user(user, model_id, *, min_level: str = perms.CAN_READ, action: str = ""):
+    from registry.models import RegisteredModel
+
+    model = None
+    if str(model_id).isdigit():
+        model = RegisteredModel.objects.filter(pk=int(model_id)).first()
+    missing = DoesNotExist(f"Registered model with id {model_id} does not exist.")
+    if model is None:
+        raise missing
+    perms.require_level(user, model, min_level, not_found=missing, action=action)
+    return model
+
+
+def get_experiment_by_id_for_user(user, experiment_id, *, min_level: str = perms.CAN_READ, action: str = ""):
+    from tracking.models import Experiment
+
+    experiment = None
+    if str(experiment_id).isdigit():
+        experiment = Experiment.objects.filter(pk=int(experiment_id)).first()
+    missing = DoesNotExist(f"No Experiment with id={experiment_id} exists")
+    if experiment is None:
+        raise missing
+    perms.require_level(user, experiment, min_level, not_found=missing, action=action)
+    return experiment
+
+
+def get_model_version_for_user(user, name: str, version: int, *, min_level: str = perms.CAN_READ, action: str = ""):
+    """The version (with its model) by name and number; 404 when either is missing or invisible."""
+    from registry.models import ModelVersion
+
+    mv = ModelVersion.objects.select_related("registered_model").filter(registered_model__name=name, version=version).first()
+    if mv is None:
+        # Do not tell an outsider whether the model exists.
+        raise not_found_version(name, version)
+    perms.require_level(user, mv.registered_model, min_level, not_found=not_found_version(name, version), action=action)
+    return mv
+
+
+def level_on(user, obj) -> str | None:
+    return perms.effective_level(user, obj)
+
+
+def is_author(user, request) -> bool:
+    """The requester, or the author of the version the request would move."""
+    if user is None or not getattr(user, "pk", None):
+        return False
+    return request.requester_id == user.pk or request.version.creator_id == user.pk
+
+
+def review_refusal(user, level: str | None, request, policy) -> str | None:
+    """Why `user` may not approve/reject the request (None: they may)."""
+    if not perms.at_least(level, policy.approver_level):
+        return (
+            f"reviewing a request to move into {request.to_stage} needs {policy.approver_level} on "
+            f"'{request.model.name}'; you have {level or 'no permission'}"
+        )
+    if not policy.allow_self_approval and is_author(user, request):
+        who = "requested this transition" if request.requester_id == user.pk else "created this version"
+        return f"separation of duties: you {who}, so someone else must review it"
+    return None
+
+
+def can_cancel(user, level: str | None, request) -> bool:
+    return request.requester_id == getattr(user, "pk", None) or perms.at_least(level, perms.CAN_MANAGE)
+
+
+def require_cancel(user, level: str | None, request) -> None:
+    if not can_cancel(user, level, request):
+        raise PermissionDenied(
+            f"Permission denied: only the requester or a user with CAN_MANAGE on '{request.model.name}' may cancel this request."
+        )
+
+
+def request_actions(user, level: str | None, request, policy) -> list[str]:
+    """Databricks' `available_actions` of a request for this caller."""
+    if not request.is_pending:
+        return []
+    actions = []
+    if review_refusal(user, level, request, policy) is None and not request.reviews.filter(reviewer=user).exists():
+        actions += ["APPROVE_TRANSITION_REQUEST", "REJECT_TRANSITION_REQUEST"]
+    if can_cancel(user, level, request):
+        actions.append("CANCEL_TRANSITION_REQUEST")
+    return actions
+
+
+def comment_actions(user, level: str | None, comment) -> list[str]:
+    actions = []
+    own = comment.user_id is not None and comment.user_id == getattr(user, "pk", None)
+    if own:
+        actions.append("EDIT_COMMENT")
+    if own or perms.at_least(level, perms.CAN_MANAGE):
+        actions.append("DELETE_COMMENT")
+    return actions
+
+
+def require_admin(user, what: str) -> None:
+    if not (user is not None and getattr(user, "is_superuser", False)):
+        raise PermissionDenied(f"Permission denied: only administrators may {what}.")
+
+
+def requests_visible_to(user):
+    """Transition requests on models the user can read, as one queryset (never a per-row check)."""
+    from approvals.models import TransitionRequest
+    from registry.models import RegisteredModel
+
+    return perms.filter_visible(user, TransitionRequest.objects.all(), prefix="model__", model_class=RegisteredModel)
+
+
+def reviewable_by(user, queryset):
+    """The pending requests of `queryset` the user may approve now (the review inbox), in SQL: their
+    level reaches the approver level the request was filed under, separation of duties holds, and
+    they have not reviewed it yet."""
+    from django.db.models import Q
+
+    from approvals.models import APPROVER_LEVELS
+    from registry.models import RegisteredModel
+
+    allowed = Q(pk__in=[])
+    for level in APPROVER_LEVELS:
+        condition = perms.visible_q(user, RegisteredModel, min_level=level, prefix="model__")
+        allowed |= Q(policy__approver_level=level) & (condition if condition is not None else Q())
+    own = Q(requester=user) | Q(version__creator=user)
+    return (
+        queryset.filter(status="PENDING")
+        .filter(allowed)
+        .exclude(own & ~Q(policy__allow_self_approval=True))
+        .exclude(reviews__reviewer=user)
+    )

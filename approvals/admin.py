@@ -1,0 +1,127 @@
+"""Governance in Django admin: stage policies (editable), requests, reviews, comments and activities
+(read-only: they change only through the workflow services), and guardian's object-permission
+pages on registered models and experiments (the "Object permissions" button on their change page).
+"""
+
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from guardian.admin import GuardedModelAdminMixin
+
+from approvals import checks
+from approvals.models import (
+    Activity,
+    Comment,
+    ExperimentGroupPermission,
+    ExperimentUserPermission,
+    RegisteredModelGroupPermission,
+    RegisteredModelUserPermission,
+    Review,
+    StagePolicy,
+    TransitionRequest,
+)
+from core.errors import MlflowError
+from registry.models import RegisteredModel
+from tracking.models import Experiment
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _guard(model_class):
+    """Give the already-registered admin of `model_class` guardian's object-permission pages."""
+    current = admin.site._registry.get(model_class)
+    base = type(current) if current is not None else admin.ModelAdmin
+    if current is not None:
+        admin.site.unregister(model_class)
+    guarded = type(f"Guarded{base.__name__}", (GuardedModelAdminMixin, base), {})
+    admin.site.register(model_class, guarded)
+
+
+_guard(RegisteredModel)
+_guard(Experiment)
+
+
+class StagePolicyForm(admin.ModelAdmin.form):
+    def clean_checks(self):
+        try:
+            return checks.validate_checks(self.cleaned_data.get("checks") or [])
+        except MlflowError as error:
+            raise ValidationError(error.message) from None
+
+    def clean_stage(self):
+        from registry.services import canonical_stage
+
+        try:
+            return canonical_stage(self.cleaned_data.get("stage"))
+        except MlflowError as error:
+            raise ValidationError(error.message) from None
+
+
+@admin.register(StagePolicy)
+class StagePolicyAdmin(admin.ModelAdmin):
+    form = StagePolicyForm
+    list_display = ["stage", "model", "requires_approval", "min_approvals", "approver_level", "allow_self_approval"]
+    list_filter = ["stage", "requires_approval"]
+    search_fields = ["model__name", "stage"]
+    raw_id_fields = ["model"]
+    readonly_fields = ["updated_by", "creation_timestamp", "last_updated_timestamp"]
+
+    def save_model(self, request, obj, form, change):
+        from tracking.models import now_ms
+
+        obj.updated_by = request.user
+        obj.last_updated_timestamp = now_ms()
+        super().save_model(request, obj, form, change)
+
+
+class ReviewInline(admin.TabularInline):
+    model = Review
+    extra = 0
+    can_delete = False
+    readonly_fields = ["reviewer", "reviewer_name", "decision", "comment", "creation_timestamp"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TransitionRequest)
+class TransitionRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "model", "version", "from_stage", "to_stage", "requester_name", "status", "creation_timestamp"]
+    list_filter = ["status", "to_stage"]
+    search_fields = ["model__name", "requester_name", "comment"]
+    list_select_related = ["model", "version"]
+    inlines = [ReviewInline]
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    list_display = ["id", "version", "user_name", "creation_timestamp"]
+    search_fields = ["text", "user_name", "version__registered_model__name"]
+    raw_id_fields = ["version", "user"]
+    readonly_fields = ["user_name", "creation_timestamp", "last_updated_timestamp"]
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadOnlyAdmin):
+    list_display = ["id", "activity_type", "version", "from_stage", "to_stage", "user_name", "creation_timestamp"]
+    list_filter = ["activity_type"]
+    list_select_related = ["version__registered_model"]
+
+
+for grant_model in (RegisteredModelUserPermission, RegisteredModelGroupPermission, ExperimentUserPermission, ExperimentGroupPermission):
+    admin.site.register(
+        grant_model,
+        type(f"{grant_model.__name__}Admin", (admin.ModelAdmin,), {
+            "list_display": ["content_object", "user" if "User" in grant_model.__name__ else "group", "permission"],
+            "raw_id_fields": ["content_object"],
+            "list_select_related": ["content_object", "permission"],
+        }),
+    )
