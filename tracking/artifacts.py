@@ -13,7 +13,7 @@ from django.urls import path
 
 from core import artifacts
 from core.api import api_view
-from core.errors import InvalidParameter, MlflowError
+from core.errors import DoesNotExist, InvalidParameter, MlflowError
 
 TEXT_NAMES = {"MLmodel", "MLproject"}
 TEXT_EXTENSIONS = {".txt", ".yaml", ".yml", ".json"}
@@ -56,8 +56,16 @@ def artifact(request, params, artifact_path: str):
 
 
 def _download(relative: str) -> FileResponse:
-    handle = artifacts.open_file(relative)
-    response = FileResponse(handle, content_type=content_type_for(relative))
+    try:
+        handle = artifacts.open_file(relative)
+    except DoesNotExist:
+        if artifacts.exists(relative):
+            # What the real server answers for a folder.
+            raise InvalidParameter(f"Artifact path refers to a directory, not a file: '{relative}'") from None
+        raise
+    response = FileResponse(
+        handle, content_type=content_type_for(relative), as_attachment=True, filename=posixpath.basename(relative)
+    )
     response.block_size = DOWNLOAD_BLOCK_SIZE
     return response
 

@@ -128,11 +128,22 @@ def test_missing_file_is_404_json(api):
     }
 
 
-def test_downloading_a_directory_is_404(api):
+def test_downloading_a_directory_is_400(api):
     api.put(f"{BASE}/{RUN_DIR}/model/MLmodel", b"m")
     response = api.get(f"{BASE}/{RUN_DIR}/model")
-    assert response.status_code == 404
-    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert response.status_code == 400
+    assert response.json() == {
+        "error_code": "INVALID_PARAMETER_VALUE",
+        "message": f"Artifact path refers to a directory, not a file: '{RUN_DIR}/model'",
+    }
+
+
+def test_download_headers(api):
+    api.put(f"{BASE}/{RUN_DIR}/model/model.pkl", b"abc")
+    response = api.get(f"{BASE}/{RUN_DIR}/model/model.pkl")
+    assert response["Content-Disposition"] == 'attachment; filename="model.pkl"'
+    assert response["Content-Length"] == "3"
+    assert response["X-Content-Type-Options"] == "nosniff"
 
 
 def test_upload_onto_a_directory_or_below_a_file_is_400(api, _artifact_root):
