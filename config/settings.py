@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "tracking",
     "registry",
     "approvals",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -212,6 +213,20 @@ CELERY_BEAT_SCHEDULE = {}
 # Registry outbox and registration sweeps: re-enqueue what the broker lost.
 CELERY_BEAT_SCHEDULE["registry-sweep-events"] = {"task": "registry.tasks.sweep_events", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["registry-sweep-registrations"] = {"task": "registry.tasks.sweep_pending_registrations", "schedule": 60.0}
+
+# Monitoring: webhook delivery, e-mail digests and their sweep (monitoring app).
+CELERY_BEAT_SCHEDULE["monitoring-sweep"] = {"task": "monitoring.tasks.sweep", "schedule": 30.0}
+# Private/loopback webhook targets are refused unless listed here (hosts or CIDRs, comma-separated).
+STAGEGATE_WEBHOOK_ALLOWED_HOSTS = env_list("STAGEGATE_WEBHOOK_ALLOWED_HOSTS")
+# Fernet key material for webhook secrets at rest (defaults to SECRET_KEY).
+STAGEGATE_WEBHOOK_SECRET_KEY = env_str("STAGEGATE_WEBHOOK_SECRET_KEY")
+STAGEGATE_WEBHOOK_RETRY_HOURS = env_int("STAGEGATE_WEBHOOK_RETRY_HOURS", 24)
+STAGEGATE_WEBHOOK_TIMEOUT = env_int("STAGEGATE_WEBHOOK_TIMEOUT", 10)
+STAGEGATE_WEBHOOK_BACKOFF_SECONDS = env_int("STAGEGATE_WEBHOOK_BACKOFF_SECONDS", 10)
+STAGEGATE_WEBHOOK_BACKOFF_MAX_SECONDS = env_int("STAGEGATE_WEBHOOK_BACKOFF_MAX_SECONDS", 3600)
+STAGEGATE_WEBHOOK_FAILING_AFTER = env_int("STAGEGATE_WEBHOOK_FAILING_AFTER", 5)
+STAGEGATE_EMAIL_BATCH_SECONDS = env_int("STAGEGATE_EMAIL_BATCH_SECONDS", 60)
+STAGEGATE_MONITOR_SWEEP_AGE_SECONDS = env_int("STAGEGATE_MONITOR_SWEEP_AGE_SECONDS", 60)
 
 # Mail: the console in the embedded run, SMTP when EMAIL_BACKEND says so.
 EMAIL_BACKEND_PATH = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -4,12 +4,13 @@ from django.urls import include, path, re_path
 from approvals import api as approvals_api
 from core import views as core_views
 from core.api import endpoint_not_found
+from monitoring import api as monitoring_api
 from registry import api as registry_api
 from tracking import api as tracking_api
 from tracking import artifacts as artifacts_api
 
 # The MLflow REST API, also under the /ajax-api prefix the MLflow UI uses.
-mlflow_api = tracking_api.urlpatterns + registry_api.urlpatterns + approvals_api.urlpatterns
+mlflow_api = tracking_api.urlpatterns + registry_api.urlpatterns + approvals_api.urlpatterns + monitoring_api.urlpatterns
 
 urlpatterns = [
     path("health", core_views.health),
@@ -18,6 +19,7 @@ urlpatterns = [
     path("ajax-api/2.0/mlflow/", include(mlflow_api)),
     path("api/2.0/mlflow-artifacts/", include(artifacts_api.urlpatterns)),
     path("api/3.0/mlflow/server-info", artifacts_api.server_info),
+    path("api/2.0/stagegate/", include(monitoring_api.stagegate_urlpatterns)),
     path("api/2.0/permissions/", include(approvals_api.permissions_urlpatterns)),
     path("api/2.0/stagegate/", include(approvals_api.stagegate_urlpatterns)),
     re_path(r"^(ajax-)?api/", endpoint_not_found),
@@ -25,4 +27,5 @@ urlpatterns = [
     path("", include("core.urls")),
     path("", include("tracking.urls")),
     path("", include("registry.urls")),
+    path("", include("monitoring.urls")),
 ]
