@@ -700,7 +700,8 @@ def set_logged_model_tags(*, model: LoggedModel, tags) -> None:
     existing = {t.key: t for t in LoggedModelTag.objects.filter(model=model, key__in=list(pairs))}
     for tag in existing.values():
         tag.value = pairs[tag.key]
-    LoggedModelTag.objects.bulk_update(list(existing.values()), ["value"]) if existing else None
+    if existing:
+        LoggedModelTag.objects.bulk_update(list(existing.values()), ["value"])
     LoggedModelTag.objects.bulk_create([LoggedModelTag(model=model, key=k, value=v) for k, v in pairs.items() if k not in existing])
     LoggedModel.objects.filter(pk=model.pk).update(last_updated_timestamp_ms=now_ms())
 
