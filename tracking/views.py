@@ -1,10 +1,505 @@
-from django.shortcuts import render
+"""HTML pages for experiments and runs: access → query → render.
+
+Each page is one template; the regions htmx swaps are `{% partialdef <dom-id> inline %}`
+blocks rendered alone (`"page.html#dom-id"`) when the request comes from htmx.
+Every page runs a fixed number of queries whatever the number of rows: values for
+the rows on screen come from one query per kind (params, metrics, tags), never per row.
+"""
+
+import mimetypes
+import posixpath
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
-from tracking.models import Experiment
+from core import artifacts as artifact_store
+from core import charts
+from core.api import keyset_page
+from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
+from tracking import access, search
+from tracking.models import ACTIVE, LatestMetric, Metric, Param, Run, RunInput, RunModelOutput, RunTag
+
+EXPERIMENTS_PER_PAGE = 50
+RUNS_PER_PAGE = 50
+# Columns offered by default when the user has not chosen any.
+DEFAULT_COLUMNS = 5
+# Keys listed in the column chooser (an experiment with more keys is rare; the box stays usable).
+MAX_KEYS = 300
+MAX_COMPARE = 50
+# Text artifacts previewed inline up to this size; larger files are download-only.
+PREVIEW_BYTES = 256 * 1024
+TEXT_EXTENSIONS = {
+    ".txt", ".log", ".md", ".json", ".yaml", ".yml", ".csv", ".tsv", ".py", ".toml", ".cfg", ".ini", ".xml",
+    ".html", ".sql", ".sh", ".r", ".ipynb", ".jsonl",
+}
+TEXT_NAMES = {"MLmodel", "requirements.txt", "conda.yaml", "python_env.yaml", "Dockerfile", "LICENSE", "README"}
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _get_or_404(getter, *args, **kwargs):
+    """Call an access helper; unknown objects are 404s, visible-but-forbidden ones 403s."""
+    try:
+        return getter(*args, **kwargs)
+    except (DoesNotExist, InvalidParameter) as exc:
+        raise Http404(exc.message) from None
+    except PermissionDenied as exc:
+        raise DjangoPermissionDenied(exc.message) from None
+
+
+def _wants_partial(request, target: str | None = None) -> bool:
+    """An htmx swap of one region (not a boosted link, not a history restore after a cache miss)."""
+    htmx = request.htmx
+    if not htmx or htmx.boosted or htmx.history_restore_request:
+        return False
+    # No HX-Target (a plain hx-get) means "the page's main region".
+    return target is None or htmx.target in (None, target)
+
+
+def _page(request, template: str, partial: str, context: dict, *, status: int = 200):
+    name = f"{template}#{partial}" if _wants_partial(request, partial) else template
+    context.setdefault("nav_section", "experiments")
+    return render(request, name, context, status=status)
+
+
+def ms_to_datetime(ms: int | None):
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
+
+
+def duration_text(start: int | None, end: int | None) -> str:
+    if not start or not end or end < start:
+        return ""
+    seconds = (end - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m"
+
+
+def _query_string(request, **changes) -> str:
+    """The current query string with some keys replaced (None drops a key)."""
+    params = request.GET.copy()
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            params.setlist(key, list(value))
+        else:
+            params[key] = value
+    return params.urlencode()
+
+
+def _metric_value(row) -> float | str:
+    return "NaN" if row.is_nan else row.value
+
+
+def metric_cell(value) -> dict | None:
+    """A metric for a table cell: short text (6 significant digits) and the exact value for the tooltip."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"text": value, "exact": value}
+    return {"text": f"{value:.6g}", "exact": repr(value)}
+
+
+def _model_version_url(version) -> str:
+    for name, args in (
+        ("registry:model_version_detail", [version.registered_model.name, version.version]),
+        ("registry:model_detail", [version.registered_model.name]),
+    ):
+        try:
+            return reverse(name, args=args)
+        except NoReverseMatch:
+            continue
+    return reverse("registry:model_list")
+
+
+# --------------------------------------------------------------------------- experiments
 
 
 @require_GET
 def experiment_list(request):
-    experiments = Experiment.objects.active().order_by("name")[:200]
-    return render(request, "tracking/experiment_list.html", {"experiments": experiments})
+    query = request.GET.get("q", "").strip()
+    experiments = access.experiments_visible_to(request.user).filter(lifecycle_stage=ACTIVE)
+    if query:
+        match = Q(name__icontains=query)
+        if query.isdigit():
+            match |= Q(pk=int(query))
+        experiments = experiments.filter(match)
+    experiments = experiments.select_related("owner").annotate(
+        run_count=Count("runs", filter=Q(runs__lifecycle_stage=ACTIVE))
+    )
+    page_error = ""
+    try:
+        rows, next_token = keyset_page(
+            experiments,
+            order=[("last_update_time", True), ("id", True)],
+            max_results=EXPERIMENTS_PER_PAGE,
+            page_token=request.GET.get("page_token") or None,
+            kind="ui-experiments",
+        )
+    except InvalidParameter as exc:
+        page_error = exc.message
+        rows, next_token = [], None
+    for experiment in rows:
+        experiment.created = ms_to_datetime(experiment.creation_time)
+        experiment.updated = ms_to_datetime(experiment.last_update_time)
+        experiment.owner_name = experiment.owner.get_username() if experiment.owner else ""
+    context = {
+        "experiments": rows,
+        "query": query,
+        "page_error": page_error,
+        "is_first_page": not request.GET.get("page_token"),
+        "next_query": _query_string(request, page_token=next_token) if next_token else "",
+        "first_query": _query_string(request, page_token=None),
+    }
+    return _page(request, "tracking/experiment_list.html", "experiment-table", context)
+
+
+def _chosen(request, name: str, available: list[str]) -> list[str]:
+    """Columns the user picked (kept in the URL), or the first few keys by default."""
+    if f"{name}_set" in request.GET or name in request.GET:
+        wanted = request.GET.getlist(name)
+        return [key for key in wanted if key]
+    return available[:DEFAULT_COLUMNS]
+
+
+def _order_from_request(request) -> tuple[str, str, bool]:
+    """(order_by clause for the search, column key, descending) from `?sort=metrics.rmse&dir=asc`."""
+    sort = request.GET.get("sort", "").strip()
+    descending = request.GET.get("dir", "desc") != "asc"
+    if not sort:
+        return "", "", True
+    kind, _, key = sort.partition(".")
+    if kind not in ("metrics", "params", "attributes", "tags") or not key:
+        return "", "", True
+    quoted = f"{kind}.`{key}`" if kind != "attributes" else key
+    return f"{quoted} {'DESC' if descending else 'ASC'}", sort, descending
+
+
+@require_GET
+def experiment_detail(request, experiment_id: int):
+    experiment = _get_or_404(access.get_experiment_for_user, request.user, experiment_id)
+    filter_string = request.GET.get("filter", "")
+    order_clause, sort_key, descending = _order_from_request(request)
+    page_token = request.GET.get("page_token") or None
+
+    metric_keys = list(
+        LatestMetric.objects.filter(run__experiment=experiment, run__lifecycle_stage=ACTIVE)
+        .order_by("key").values_list("key", flat=True).distinct()[:MAX_KEYS]
+    )
+    param_keys = list(
+        Param.objects.filter(run__experiment=experiment, run__lifecycle_stage=ACTIVE)
+        .order_by("key").values_list("key", flat=True).distinct()[:MAX_KEYS]
+    )
+    chosen_metrics = _chosen(request, "m", metric_keys)
+    chosen_params = _chosen(request, "p", param_keys)
+
+    filter_error = ""
+    runs, next_token = [], None
+    try:
+        runs, next_token = search.search_runs(
+            user=request.user,
+            experiment_ids=[experiment.experiment_id],
+            filter_string=filter_string,
+            run_view_type="ACTIVE_ONLY",
+            order_by=[order_clause] if order_clause else [],
+            max_results=RUNS_PER_PAGE,
+            page_token=page_token,
+        )
+    except MlflowError as exc:
+        filter_error = exc.message
+
+    rows = _run_rows(runs, chosen_params, chosen_metrics)
+
+    def sort_link(key: str) -> str:
+        direction = "asc" if sort_key == key and descending else "desc"
+        return "?" + _query_string(request, sort=key, dir=direction, page_token=None)
+
+    columns = {
+        "metrics": [(key, sort_link(f"metrics.{key}"), f"metrics.{key}" == sort_key) for key in chosen_metrics],
+        "params": [(key, sort_link(f"params.{key}"), f"params.{key}" == sort_key) for key in chosen_params],
+        "start_time": sort_link("attributes.start_time"),
+        "run_name": sort_link("attributes.run_name"),
+    }
+    context = {
+        "experiment": experiment,
+        "filter_string": filter_string,
+        "filter_error": filter_error,
+        "rows": rows,
+        "columns": columns,
+        "colspan": 6 + len(chosen_metrics) + len(chosen_params),
+        "sort_key": sort_key,
+        "descending": descending,
+        "metric_keys": metric_keys,
+        "param_keys": param_keys,
+        "chosen_metrics": chosen_metrics,
+        "chosen_params": chosen_params,
+        "is_first_page": not page_token,
+        "next_query": _query_string(request, page_token=next_token) if next_token else "",
+        "first_query": _query_string(request, page_token=None),
+    }
+    # A bad filter is a form error: 200 with the message under the box (house style).
+    return _page(request, "tracking/experiment_detail.html", "runs-table", context)
+
+
+def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) -> list[dict]:
+    """Table cells of the runs on screen, from what search_runs prefetched (no query per row)."""
+    rows = []
+    for run in runs:
+        params = {p.key: p.value for p in run.params.all()}
+        metrics = {m.key: _metric_value(m) for m in run.latest_metrics.all()}
+        rows.append(
+            {
+                "run": run,
+                "start": ms_to_datetime(run.start_time),
+                "duration": duration_text(run.start_time, run.end_time),
+                "params": [params.get(key) for key in param_keys],
+                "metrics": [metric_cell(metrics.get(key)) for key in metric_keys],
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _artifact_root(run: Run) -> str | None:
+    """The run's folder in artifact storage, or None when it lives elsewhere (e.g. a file: URI)."""
+    try:
+        return artifact_store.uri_to_path(run.artifact_uri)
+    except InvalidParameter:
+        return None
+
+
+def _is_text(name: str) -> bool:
+    base = posixpath.basename(name)
+    return base in TEXT_NAMES or posixpath.splitext(base)[1].lower() in TEXT_EXTENSIONS
+
+
+def _artifacts_context(run: Run, path: str) -> dict:
+    """Listing of the folder `path` (relative to the run's artifacts) and a preview when it is a file."""
+    root = _artifact_root(run)
+    context = {"artifact_path": path, "artifact_root": root, "entries": [], "preview": None, "artifact_error": ""}
+    if root is None:
+        context["artifact_error"] = f"Artifacts are stored outside this server ({run.artifact_uri})."
+        return context
+    try:
+        full = artifact_store.join(root, path) if path else root
+    except InvalidParameter as exc:
+        context["artifact_error"] = exc.message
+        return context
+    folder = path
+    if path and artifact_store.is_file(full):
+        folder = posixpath.dirname(path)
+        size = artifact_store.file_size(full)
+        ext = posixpath.splitext(path)[1].lower()
+        preview = {"path": path, "name": posixpath.basename(path), "size": size, "kind": "binary"}
+        if _is_text(path):
+            preview["kind"] = "text"
+            preview["text"] = artifact_store.read_text(full, max_bytes=PREVIEW_BYTES)
+            preview["truncated"] = size > PREVIEW_BYTES
+        elif ext in IMAGE_TYPES:
+            preview["kind"] = "image"
+        context["preview"] = preview
+    elif path and not artifact_store.exists(full):
+        raise Http404(f"No such artifact: '{path}'")
+    entries = artifact_store.list_dir(artifact_store.join(root, folder) if folder else root)
+    for entry in entries:
+        entry["rel"] = f"{folder}/{entry['path']}" if folder else entry["path"]
+    context["entries"] = entries
+    context["folder"] = folder
+    crumbs, acc = [], []
+    for part in [p for p in folder.split("/") if p]:
+        acc.append(part)
+        crumbs.append((part, "/".join(acc)))
+    context["crumbs"] = crumbs
+    context["parent"] = posixpath.dirname(folder) if folder else None
+    return context
+
+
+def _chart_histories(run_ids: list[str], keys: list[str] | None = None) -> dict:
+    """{(run_id, key): [(step, value), …]} of metric histories, in one query."""
+    qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
+    if keys is not None:
+        qs = qs.filter(key__in=keys)
+    histories = defaultdict(list)
+    for run_id, key, step, value in qs.order_by("step", "timestamp").values_list("run_id", "key", "step", "value").iterator(chunk_size=5000):
+        histories[(run_id, key)].append((step, value))
+    return histories
+
+
+@require_GET
+def run_detail(request, run_id: str):
+    run = _get_or_404(access.get_run_for_user, request.user, run_id)
+    artifacts = _artifacts_context(run, request.GET.get("path", "").strip("/"))
+    if request.htmx and _wants_partial(request) and request.htmx.target == "artifacts":
+        return render(request, "tracking/run_detail.html#artifacts", {"run": run, **artifacts})
+
+    params = list(Param.objects.filter(run=run).order_by("key").values_list("key", "value"))
+    latest = list(LatestMetric.objects.filter(run=run).order_by("key"))
+    tags = list(RunTag.objects.filter(run=run).order_by("key").values_list("key", "value"))
+    histories = _chart_histories([run.run_uuid])
+    metric_charts = []
+    for metric in latest:
+        points = histories.get((run.run_uuid, metric.key), [])
+        metric_charts.append(
+            {
+                "key": metric.key,
+                "count": len(points),
+                "svg": charts.line_chart([charts.Series(metric.key, points)], title=metric.key) if len(points) > 1 else None,
+            }
+        )
+    inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
+    outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
+    versions = []
+    if hasattr(Run, "model_versions"):  # the registry app declares the relation
+        versions = list(run.model_versions.select_related("registered_model").order_by("registered_model__name", "version"))
+        for version in versions:
+            version.url = _model_version_url(version)
+    user_tags = [(k, v) for k, v in tags if not k.startswith("mlflow.")]
+    system_tags = [(k, v) for k, v in tags if k.startswith("mlflow.")]
+    tag_map = dict(tags)
+    context = {
+        "run": run,
+        "experiment": run.experiment,
+        "start": ms_to_datetime(run.start_time),
+        "end": ms_to_datetime(run.end_time),
+        "duration": duration_text(run.start_time, run.end_time),
+        "params": params,
+        "metrics": [(m.key, metric_cell(_metric_value(m)), m.step, ms_to_datetime(m.timestamp)) for m in latest],
+        "metric_charts": metric_charts,
+        "user_tags": user_tags,
+        "system_tags": system_tags,
+        "source": tag_map.get("mlflow.source.name", ""),
+        "git_commit": tag_map.get("mlflow.source.git.commit", ""),
+        "description": tag_map.get("mlflow.note.content", ""),
+        "inputs": inputs,
+        "outputs": outputs,
+        "versions": versions,
+        **artifacts,
+    }
+    return render(request, "tracking/run_detail.html", context)
+
+
+@require_GET
+def artifact_download(request, run_id: str, path: str):
+    """Stream one artifact of the run; `?inline=1` shows images in the page."""
+    run = _get_or_404(access.get_run_for_user, request.user, run_id)
+    root = _artifact_root(run)
+    if root is None:
+        raise Http404("Artifacts are stored outside this server")
+    try:
+        handle = artifact_store.open_file(artifact_store.join(root, path))
+    except (DoesNotExist, InvalidParameter) as exc:
+        raise Http404(exc.message) from None
+    ext = posixpath.splitext(path)[1].lower()
+    inline = request.GET.get("inline") == "1" and ext in IMAGE_TYPES
+    content_type = IMAGE_TYPES.get(ext) if inline else (mimetypes.guess_type(path)[0] or "application/octet-stream")
+    if content_type.startswith("text/") or content_type in ("image/svg+xml", "application/xhtml+xml"):
+        # Never let the browser render uploaded markup on our origin.
+        content_type = "text/plain; charset=utf-8" if content_type.startswith("text/") else "application/octet-stream"
+    response = FileResponse(handle, as_attachment=not inline, filename=posixpath.basename(path), content_type=content_type)
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@require_GET
+def run_compare(request):
+    run_ids = [rid for rid in dict.fromkeys(request.GET.getlist("runs")) if rid][:MAX_COMPARE]
+    if not run_ids:
+        return render(request, "tracking/run_compare.html", {"runs": [], "nav_section": "experiments"})
+    visible = access.experiments_visible_to(request.user)
+    found = {run.run_uuid: run for run in Run.objects.filter(pk__in=run_ids, experiment__in=visible).select_related("experiment")}
+    missing = [rid for rid in run_ids if rid not in found]
+    if missing:
+        raise Http404(f"Run with id={missing[0]} not found")
+    runs = [found[rid] for rid in run_ids]
+
+    params, metrics = defaultdict(dict), defaultdict(dict)
+    for rid, key, value in Param.objects.filter(run_id__in=run_ids).values_list("run_id", "key", "value"):
+        params[key][rid] = value
+    for row in LatestMetric.objects.filter(run_id__in=run_ids):
+        metrics[row.key][row.run_id] = _metric_value(row)
+
+    def table(values: dict, cell) -> list[dict]:
+        out = []
+        for key in sorted(values):
+            raw = [values[key].get(rid) for rid in run_ids]
+            out.append({"key": key, "cells": [cell(v) for v in raw], "differs": len({repr(v) for v in raw}) > 1})
+        return out
+
+    def param_cell(value):
+        return None if value is None else {"text": value, "exact": value}
+
+    metric_keys = sorted(metrics)
+    chosen = request.GET.get("metric") or (metric_keys[0] if metric_keys else "")
+    if chosen and chosen not in metrics:
+        chosen = metric_keys[0] if metric_keys else ""
+    context = {
+        "runs": [{"run": run, "color": charts.PALETTE[i % len(charts.PALETTE)]} for i, run in enumerate(runs)],
+        "sections": [("Metrics", table(metrics, metric_cell)), ("Parameters", table(params, param_cell))],
+        "metric_keys": metric_keys,
+        "chosen_metric": chosen,
+        "only_differences": request.GET.get("diff") == "1",
+        "chart": _compare_chart(runs, chosen, metrics.get(chosen, {})) if chosen else None,
+        "run_ids": run_ids,
+    }
+    return _page(request, "tracking/run_compare.html", "compare-chart", context)
+
+
+def _compare_chart(runs: list[Run], key: str, latest: dict):
+    """History lines when the metric has a history, else one bar per run of its latest value."""
+    histories = _chart_histories([run.run_uuid for run in runs], [key])
+    if any(len(histories.get((run.run_uuid, key), [])) > 1 for run in runs):
+        series = [
+            charts.Series(str(run), histories.get((run.run_uuid, key), []), color=charts.PALETTE[i % len(charts.PALETTE)])
+            for i, run in enumerate(runs)
+        ]
+        return charts.line_chart(series, title=f"{key} by step", height=280)
+    items = []
+    for run in runs:
+        value = latest.get(run.run_uuid)
+        items.append((str(run), float("nan") if value == "NaN" else value))
+    return charts.bar_chart(items, title=f"{key} (latest value)")
+
+
+# --------------------------------------------------------------------------- search
+
+
+@require_GET
+def search_view(request):
+    """The header's search box: experiments by name or id, runs by name or id."""
+    query = request.GET.get("q", "").strip()
+    visible = access.experiments_visible_to(request.user)
+    experiments, runs = [], []
+    if query:
+        if RUN_ID.match(query.lower()):
+            run = Run.objects.filter(pk=query.lower(), experiment__in=visible).only("run_uuid").first()
+            if run is not None:
+                return redirect("tracking:run_detail", run_id=run.run_uuid)
+        match = Q(name__icontains=query) | (Q(pk=int(query)) if query.isdigit() else Q())
+        experiments = list(visible.filter(match, lifecycle_stage=ACTIVE).order_by("name")[:20])
+        runs = list(
+            Run.objects.filter(experiment__in=visible, lifecycle_stage=ACTIVE)
+            .filter(Q(name__icontains=query) | Q(run_uuid__startswith=query.lower()))
+            .select_related("experiment")
+            .order_by("-start_time")[:20]
+        )
+    context = {"search_query": query, "experiments": experiments, "runs": runs, "nav_section": ""}
+    return render(request, "tracking/search.html", context)
+

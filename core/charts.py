@@ -1,0 +1,228 @@
+"""Server-rendered SVG line charts, downsampled so 10,000 points stay readable and light.
+
+No JavaScript and no CDN: the page gets a small inline <svg>. Each series is
+reduced with Largest-Triangle-Three-Buckets (Steinarsson, 2013), which keeps the
+visual shape (peaks and dips) of a long history in a few hundred points.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+# Enough points to look smooth at ~800 px wide without shipping every point.
+DEFAULT_MAX_POINTS = 400
+
+# Colour-blind-friendly palette (Okabe-Ito, darkened blue first).
+PALETTE = ["#2457d6", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#6b4fbb", "#b7791f", "#1d2330", "#c0392b"]
+
+
+@dataclass
+class Series:
+    name: str
+    points: list[tuple[float, float]]
+    color: str = ""
+    href: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def finite_points(points) -> list[tuple[float, float]]:
+    """Drop NaN/±Inf points: they cannot be drawn (MLflow's charts skip them too)."""
+    return [(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+
+
+def lttb(points: list[tuple[float, float]], threshold: int) -> list[tuple[float, float]]:
+    """Largest-Triangle-Three-Buckets downsampling of points sorted by x.
+
+    Keeps the first and last point, and from each of `threshold - 2` buckets the
+    point forming the largest triangle with the previous kept point and the next
+    bucket's average. Returns the input unchanged when it is already small enough.
+    """
+    n = len(points)
+    if n <= max(threshold, 2):
+        return list(points)
+    if threshold < 3:
+        return [points[0], points[-1]]
+    sampled = [points[0]]
+    every = (n - 2) / (threshold - 2)
+    a = 0
+    for i in range(threshold - 2):
+        # Average of the next bucket (the third vertex of the triangle).
+        next_start = int(math.floor((i + 1) * every)) + 1
+        next_end = min(int(math.floor((i + 2) * every)) + 1, n)
+        span = points[next_start:next_end] or [points[-1]]
+        avg_x = sum(p[0] for p in span) / len(span)
+        avg_y = sum(p[1] for p in span) / len(span)
+        start = int(math.floor(i * every)) + 1
+        end = int(math.floor((i + 1) * every)) + 1
+        ax, ay = points[a]
+        best, best_area = start, -1.0
+        for j in range(start, end):
+            bx, by = points[j]
+            area = abs((ax - avg_x) * (by - ay) - (ax - bx) * (avg_y - ay))
+            if area > best_area:
+                best, best_area = j, area
+        sampled.append(points[best])
+        a = best
+    sampled.append(points[-1])
+    return sampled
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 × 10^k) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi == lo:
+        return [lo]
+    raw = (hi - lo) / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= hi + step * 1e-9 and len(ticks) < 50:
+        ticks.append(0.0 if abs(value) < step * 1e-9 else value)
+        value += step
+    return ticks
+
+
+def format_number(value: float) -> str:
+    """Short label for axes and tooltips: 0.1235, 12.5k, 1.2e-05."""
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e6 or magnitude < 1e-3:
+        return f"{value:.2e}".replace("e+0", "e").replace("e-0", "e-")
+    if magnitude >= 1e4:
+        return f"{value / 1e3:.4g}k"
+    return f"{value:.4g}"
+
+
+def line_chart(
+    series: list[Series],
+    *,
+    width: int = 520,
+    height: int = 210,
+    max_points: int = DEFAULT_MAX_POINTS,
+    x_label: str = "step",
+    title: str = "",
+) -> SafeString:
+    """An accessible SVG line chart of one or more series (x = step, y = value)."""
+    pad_left, pad_right, pad_top, pad_bottom = 56, 12, 12, 30
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    drawn = []
+    for index, s in enumerate(series):
+        pts = sorted(finite_points(s.points))
+        if pts:
+            drawn.append((s, lttb(pts, max_points), s.color or PALETTE[index % len(PALETTE)]))
+    label = escape(title or ", ".join(s.name for s in series))
+    if not drawn:
+        return mark_safe(
+            f'<svg class="chart empty" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" '
+            f'width="100%" preserveAspectRatio="xMidYMid meet"><text x="{width / 2}" y="{height / 2}" '
+            f'text-anchor="middle" class="chart-note">No finite values to plot</text></svg>'
+        )
+    xs = [p[0] for _, pts, _ in drawn for p in pts]
+    ys = [p[1] for _, pts, _ in drawn for p in pts]
+    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+    if y_lo == y_hi:
+        pad = abs(y_lo) * 0.1 or 1.0
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+    if x_lo == x_hi:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+
+    def sx(x):
+        return pad_left + (x - x_lo) / (x_hi - x_lo) * plot_w
+
+    def sy(y):
+        return pad_top + (1 - (y - y_lo) / (y_hi - y_lo)) * plot_h
+
+    out = [
+        f'<svg class="chart" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="100%" '
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{label}</title>",
+    ]
+    for tick in nice_ticks(y_lo, y_hi):
+        y = sy(tick)
+        out.append(
+            f'<line class="grid" x1="{pad_left}" x2="{width - pad_right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{pad_left - 6}" y="{y + 4:.1f}" text-anchor="end">{format_number(tick)}</text>'
+        )
+    for tick in nice_ticks(x_lo, x_hi, 6):
+        x = sx(tick)
+        out.append(
+            f'<text class="tick" x="{x:.1f}" y="{height - pad_bottom + 16}" text-anchor="middle">{format_number(tick)}</text>'
+        )
+    out.append(
+        f'<line class="axis" x1="{pad_left}" x2="{width - pad_right}" y1="{pad_top + plot_h}" y2="{pad_top + plot_h}"/>'
+        f'<text class="axis-label" x="{width - pad_right}" y="{height - 2}" text-anchor="end">{escape(x_label)}</text>'
+    )
+    for s, pts, color in drawn:
+        name = escape(s.name)
+        out.append(f'<g class="series" data-series="{name}">')
+        if len(pts) == 1:
+            x, y = pts[0]
+            out.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}"><title>{name}: '
+                f"{format_number(y)} at {escape(x_label)} {format_number(x)}</title></circle>"
+            )
+        else:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+            out.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-linejoin="round" points="{path}">'
+                f"<title>{name}</title></polyline>"
+            )
+            if len(pts) <= 60:
+                for x, y in pts:
+                    out.append(
+                        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}"><title>{name}: '
+                        f"{format_number(y)} at {escape(x_label)} {format_number(x)}</title></circle>"
+                    )
+        out.append("</g>")
+    out.append("</svg>")
+    return mark_safe("".join(out))
+
+
+def bar_chart(items: list[tuple[str, float]], *, width: int = 640, title: str = "", colors: list[str] | None = None) -> SafeString:
+    """Horizontal bars, one per (label, value): a metric's latest value across runs.
+
+    Non-finite values get a labelled empty row so the reader sees the run was not forgotten.
+    """
+    row_h, pad_left, pad_right, pad_top = 22, 170, 70, 6
+    height = pad_top * 2 + row_h * max(len(items), 1)
+    label = escape(title)
+    values = [v for _, v in items if v is not None and math.isfinite(v)]
+    lo, hi = min(values + [0.0]), max(values + [0.0])
+    if lo == hi:
+        hi = lo + 1
+    plot_w = width - pad_left - pad_right
+
+    def sx(v):
+        return pad_left + (v - lo) / (hi - lo) * plot_w
+
+    out = [
+        f'<svg class="chart bars" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="100%" '
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg"><title>{label}</title>',
+        f'<line class="axis" x1="{sx(0):.1f}" x2="{sx(0):.1f}" y1="0" y2="{height}"/>',
+    ]
+    for i, (name, value) in enumerate(items):
+        y = pad_top + i * row_h
+        short = name if len(name) <= 24 else name[:23] + "…"
+        out.append(
+            f'<text class="bar-label" x="{pad_left - 8}" y="{y + 15}" text-anchor="end">{escape(short)}'
+            f"<title>{escape(name)}</title></text>"
+        )
+        if value is None or not math.isfinite(value):
+            text = "—" if value is None else escape(str(value))
+            out.append(f'<text class="bar-value" x="{sx(0) + 6:.1f}" y="{y + 15}">{text}</text>')
+            continue
+        color = (colors or PALETTE)[i % len(colors or PALETTE)]
+        x0, x1 = sorted((sx(0), sx(value)))
+        out.append(
+            f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 1):.1f}" height="{row_h - 8}" rx="2" fill="{color}">'
+            f"<title>{escape(name)}: {value!r}</title></rect>"
+            f'<text class="bar-value" x="{x1 + 6:.1f}" y="{y + 15}">{format_number(value)}</text>'
+        )
+    out.append("</svg>")
+    return mark_safe("".join(out))

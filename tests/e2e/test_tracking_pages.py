@@ -1,0 +1,117 @@
+"""The experiments and runs pages in a real browser (headless Chromium)."""
+
+import re
+
+import pytest
+
+from tests import factories
+from tests.ui import data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_sign_in_and_out(page, live_server, owner, screenshot):
+    page.goto("/experiments/")
+    assert "/login/" in page.url
+    screenshot(page, "login")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    assert page.locator(".field-error").is_visible()
+    assert page.input_value("input[name=username]") == "owner"
+    page.fill("input[name=password]", factories.PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/experiments/$"))
+    page.click("details.usermenu summary")
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/login/"))
+
+
+@pytest.fixture
+def tracked(owner, _artifact_root):
+    """An experiment with a few runs, one with a 10,000-point history and artifacts."""
+    import math
+
+    experiment = data.experiment(owner, "wine-quality")
+    runs = []
+    for i, (alpha, rmse) in enumerate([(0.1, 0.82), (0.5, 0.74), (0.9, 0.69)]):
+        runs.append(
+            data.run(owner, experiment, name=f"elasticnet-{i}", params={"alpha": str(alpha), "l1_ratio": "0.5"},
+                     metrics={"rmse": [rmse + 0.3 * math.exp(-s / 5) for s in range(20)], "r2": [1 - rmse]},
+                     tags={"team": "ml"}, start_time=1_700_000_000_000 + i * 60_000)
+        )
+    long = data.run(owner, experiment, name="long-training",
+                    metrics={"loss": [math.exp(-s / 3000) + 0.05 * math.sin(s / 20) for s in range(10_000)]},
+                    start_time=1_700_000_500_000)
+    root = _artifact_root / long.artifact_uri.split(":/", 1)[1]
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "MLmodel").write_text("flavors:\n  sklearn:\n    sklearn_version: 1.6.1\n")
+    (root / "notes.txt").write_text("<script>alert(1)</script> trained on wine data\n")
+    return experiment, runs, long
+
+
+def test_runs_table_filter_sort_compare(signed_in_page, owner, tracked, screenshot):
+    experiment, runs, long = tracked
+    page = signed_in_page(owner)
+    page.goto("/experiments/")
+    page.click("text=wine-quality")
+    page.wait_for_url(re.compile(rf"/experiments/{experiment.pk}/$"))
+    assert page.locator("#runs-table tr.run-row").count() == 4
+    screenshot(page, "experiment-runs")
+
+    # A bad filter: MLflow's message under the box, the text kept.
+    page.fill("#run-filter", "metrics.rmse <")
+    page.press("#run-filter", "Enter")
+    page.wait_for_selector("#filter-error:not([hidden])")
+    assert page.input_value("#run-filter") == "metrics.rmse <"
+    screenshot(page, "experiment-runs-filter-error")
+
+    page.fill("#run-filter", "params.alpha = '0.5'")
+    page.press("#run-filter", "Enter")
+    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 1")
+    assert "filter=params.alpha" in page.url  # hx-push-url: the filtered table is a shareable URL
+    assert page.locator("#runs-table tr.run-row").inner_text().startswith("\telasticnet-1")
+    assert page.locator("#filter-error").is_hidden()
+
+    # Back and forward walk the table states, each with the filter text that produced it.
+    page.go_back()
+    page.wait_for_selector("#filter-error:not([hidden])")
+    assert page.input_value("#run-filter") == "metrics.rmse <"
+    page.go_back()
+    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 4")
+    assert page.input_value("#run-filter") == ""
+    page.go_forward()
+    page.wait_for_selector("#filter-error:not([hidden])")
+    page.go_back()
+    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 4")
+
+    # Compare two runs from the table.
+    page.check(f"input[name=runs][value='{runs[0].run_uuid}']")
+    page.check(f"input[name=runs][value='{runs[2].run_uuid}']")
+    page.click("text=Compare selected")
+    page.wait_for_url(re.compile(r"/runs/compare/"))
+    assert page.locator("#compare-chart svg.chart").count() == 1
+    page.select_option("#compare-metric", "r2")
+    page.wait_for_function("location.search.includes('metric=r2')")
+    assert page.locator("#compare-chart svg.bars").count() == 1
+    screenshot(page, "run-compare")
+
+
+def test_run_page_chart_and_artifacts(signed_in_page, owner, tracked, screenshot):
+    _, _, long = tracked
+    page = signed_in_page(owner)
+    page.goto(f"/runs/{long.run_uuid}/")
+    chart = page.locator("figure.chart-card svg.chart")
+    assert chart.count() == 1
+    # 10,000 points drawn as a downsampled polyline.
+    points = chart.locator("polyline").get_attribute("points").split()
+    assert 100 < len(points) <= 400
+    page.click("#artifacts >> text=notes.txt")
+    page.wait_for_selector("pre.artifact-text")
+    assert "<script>alert(1)</script>" in page.inner_text("pre.artifact-text")
+    assert "path=notes.txt" in page.url
+    page.click("#artifacts >> text=model")
+    page.wait_for_selector("#artifacts >> text=MLmodel")
+    screenshot(page, "run-detail")
+    page.go_back()
+    page.wait_for_selector("pre.artifact-text")
