@@ -333,6 +333,9 @@ def keyset_page(queryset, *, order: list[tuple[str, bool]], max_results: int, pa
     never an offset.
     """
     token = decode_page_token(page_token)
+    if max_results <= 0:
+        # Nothing asked for, nothing to continue from (and no last row to build a token on).
+        return [], None
     if token is not None:
         values = token.get("after")
         if token.get("kind") != kind or not isinstance(values, list) or len(values) != len(order):

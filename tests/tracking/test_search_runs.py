@@ -86,6 +86,10 @@ def test_no_hits_is_empty_object(api, experiment, runs):
         ("tags.team IN ('ml', 'data')", ["b", "a"]),
         ("tags.team NOT IN ('ml')", ["b"]),
         ("tags.\"mlflow.runName\" = 'c'", ["c"]),
+        ("tags.mlflow.runName = 'c'", ["c"]),
+        ("tags.`mlflow.runName` IN ('a', 'b')", ["b", "a"]),
+        ("tags.team IS NULL", ["d", "c"]),
+        ("params.model IS NOT NULL AND metrics.r2 IS NULL", ["c", "b"]),
         ("attributes.run_name = 'b'", ["b"]),
         ("run_name LIKE '%c%'", ["c"]),
         ("attributes.status = 'FINISHED'", ["a"]),
@@ -253,3 +257,8 @@ def test_constant_query_count(api, owner, experiment):
     assert (n1, n50) == (1, 50)
     assert one == many
 
+
+
+def test_max_results_zero_is_empty(api, experiment, runs):
+    response = api.post("runs/search", {"experiment_ids": [str(experiment.pk)], "max_results": 0})
+    assert response.status_code == 200 and response.json() == {}
