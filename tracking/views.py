@@ -33,6 +33,8 @@ DEFAULT_COLUMNS = 5
 # Keys listed in the column chooser (an experiment with more keys is rare; the box stays usable).
 MAX_KEYS = 300
 MAX_COMPARE = 50
+# Histories charted on the run page unless `?charts=all` (each chart costs its points in memory).
+MAX_CHARTS = 24
 # Text artifacts previewed inline up to this size; larger files are download-only.
 PREVIEW_BYTES = 256 * 1024
 TEXT_EXTENSIONS = {
@@ -353,9 +355,11 @@ def run_detail(request, run_id: str):
     params = list(Param.objects.filter(run=run).order_by("key").values_list("key", "value"))
     latest = list(LatestMetric.objects.filter(run=run).order_by("key"))
     tags = list(RunTag.objects.filter(run=run).order_by("key").values_list("key", "value"))
-    histories = _chart_histories([run.run_uuid])
+    show_all = request.GET.get("charts") == "all"
+    charted = latest if show_all else latest[:MAX_CHARTS]
+    histories = _chart_histories([run.run_uuid], [m.key for m in charted]) if charted else {}
     metric_charts = []
-    for metric in latest:
+    for metric in charted:
         points = histories.get((run.run_uuid, metric.key), [])
         metric_charts.append(
             {
@@ -383,6 +387,7 @@ def run_detail(request, run_id: str):
         "params": params,
         "metrics": [(m.key, metric_cell(_metric_value(m)), m.step, ms_to_datetime(m.timestamp)) for m in latest],
         "metric_charts": metric_charts,
+        "hidden_charts": len(latest) - len(charted),
         "user_tags": user_tags,
         "system_tags": system_tags,
         "source": tag_map.get("mlflow.source.name", ""),

@@ -115,3 +115,36 @@ def test_run_page_chart_and_artifacts(signed_in_page, owner, tracked, screenshot
     screenshot(page, "run-detail")
     page.go_back()
     page.wait_for_selector("pre.artifact-text")
+
+
+def test_pages_work_without_javascript(browser, live_server, owner, tracked, screenshot):
+    """POST/redirect/GET and plain links: sign in, filter, sort, browse artifacts, compare with JS off."""
+    experiment, runs, long = tracked
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False, viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto("/experiments/")
+        page.fill("input[name=username]", "owner")
+        page.fill("input[name=password]", factories.PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/experiments/$"))
+        screenshot(page, "experiments")
+        page.click("text=wine-quality")
+        page.fill("#run-filter", "metrics.r2 > 0.2")
+        page.click("#runs-filter button:has-text('Search')")
+        page.wait_for_url(re.compile(r"filter=metrics.r2"))
+        assert page.locator("tr.run-row").count() == 2
+        page.click("th >> text=rmse")
+        page.wait_for_url(re.compile(r"sort=metrics.rmse"))
+        assert page.input_value("#run-filter") == "metrics.r2 > 0.2"  # the sort keeps the filter
+        page.check(f"input[name=runs][value='{runs[1].run_uuid}']")
+        page.check(f"input[name=runs][value='{runs[2].run_uuid}']")
+        page.click("text=Compare selected")
+        page.wait_for_url(re.compile(r"/runs/compare/"))
+        assert page.locator("svg.chart").count() == 1
+        page.goto(f"/runs/{long.run_uuid}/")
+        page.click("#artifacts >> text=notes.txt")
+        page.wait_for_url(re.compile(r"path=notes.txt"))
+        assert "trained on wine data" in page.inner_text("pre.artifact-text")
+    finally:
+        context.close()

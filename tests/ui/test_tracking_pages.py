@@ -336,3 +336,46 @@ def test_search_finds_experiments_and_runs_and_jumps_to_a_run_id(web, run, exper
     response = web.get("/search/", {"q": run.run_uuid})
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.run_uuid}/"
     assert web.post("/search/").status_code == 405
+
+
+def test_run_page_lists_the_model_versions_registered_from_it(web, owner, run):
+    from registry import services as registry_services
+
+    registry_services.create_registered_model(name="wine-model", user=owner)
+    one = count_queries(web, f"/runs/{run.run_uuid}/")
+    for _ in range(3):
+        registry_services.create_model_version(name="wine-model", source=f"runs:/{run.run_uuid}/model", user=owner, run_id=run.run_uuid)
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert "wine-model" in html and "Version 1" in html and "Version 3" in html
+    assert count_queries(web, f"/runs/{run.run_uuid}/") == one
+
+
+def test_run_page_charts_at_most_max_charts_unless_asked(web, owner, experiment, monkeypatch):
+    monkeypatch.setattr(views, "MAX_CHARTS", 2)
+    run = data.run(owner, experiment, name="wide", metrics={f"m{i}": [1.0, 2.0] for i in range(4)})
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert html.count('<svg class="chart"') == 2 and "Show 2 more charts" in html
+    assert web.get(f"/runs/{run.run_uuid}/", {"charts": "all"}).content.decode().count('<svg class="chart"') == 4
+
+
+def test_every_htmx_link_is_also_a_real_link(web, owner, experiment, _artifact_root):
+    """Pages work without JavaScript: each hx-get sits on an <a href> or a <form action> with the same target."""
+    import re
+
+    a = data.run(owner, experiment, name="a", params={"p": "1"}, metrics={"m": [1.0, 2.0]})
+    b = data.run(owner, experiment, name="b", params={"p": "2"}, metrics={"m": [2.0, 1.0]})
+    _write_artifacts(_artifact_root, a)
+    pages = [
+        "/experiments/", f"/experiments/{experiment.pk}/", f"/runs/{a.run_uuid}/", f"/runs/{a.run_uuid}/?path=model",
+        f"/runs/compare/?runs={a.run_uuid}&runs={b.run_uuid}", "/search/?q=a",
+    ]
+    checked = 0
+    for url in pages:
+        html = web.get(url).content.decode()
+        for tag in re.findall(r"<(?:a|form|button|input|select)\b[^>]*\bhx-get=[^>]*>", html):
+            checked += 1
+            href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
+            assert href, f"{url}: {tag} has hx-get but no href/action"
+            hx = re.search(r'\bhx-get="([^"]*)"', tag).group(1)
+            assert href.group(1).split("#")[0] == hx, f"{url}: {tag} links somewhere else than it swaps"
+    assert checked > 10
