@@ -9,6 +9,7 @@ import uuid
 
 from django.db.models import Q
 
+from core import permissions as perms
 from core.errors import DoesNotExist, PermissionDenied
 from monitoring.models import Webhook, WebhookDelivery
 from registry import access as registry_access
@@ -24,38 +25,31 @@ def check_registry_wide(user) -> None:
 
 
 def can_manage_model(user, model) -> bool:
-    if is_admin(user):
-        return True
-    return registry_access.can(user, model, registry_access.MANAGE) and _manages(user, model)
-
-
-def _manages(user, model) -> bool:
-    """Registry access is permissive until governance lands; keep per-model webhooks to the model's
-    owner, or whoever registry.access grants MANAGE through guardian."""
-    if model.owner_id == user.pk:
-        return True
-    try:
-        return user.has_perm("registry.manage_registeredmodel", model)
-    except Exception:
-        return False
+    """CAN_MANAGE on the model (owner, admin or granted), as core.permissions decides it."""
+    return perms.at_least(perms.effective_level(user, model), perms.CAN_MANAGE)
 
 
 def get_model_for_webhooks(user, name: str):
     model = registry_access.get_registered_model_for_user(user, name)
-    if not can_manage_model(user, model):
-        raise PermissionDenied(f"Permission denied: you need CAN_MANAGE on registered model '{name}' to manage its webhooks.")
+    level = perms.effective_level(user, model)
+    if level is None:
+        raise registry_access.not_found_model(name)
+    if not perms.at_least(level, perms.CAN_MANAGE):
+        raise PermissionDenied(f"Permission denied: CAN_MANAGE on registered model '{name}' is needed to manage its webhooks; you have {level}.")
     return model
 
 
 def webhooks_visible_to(user):
     """One query: admins see every webhook, others the per-model webhooks of models they manage."""
+    from registry.models import RegisteredModel
+
     qs = Webhook.objects.filter(deleted_timestamp__isnull=True)
     if is_admin(user):
         return qs
     if user is None or not user.is_authenticated:
         return qs.none()
-    manageable = registry_access.registered_models_visible_to(user).filter(owner=user).values("pk")
-    return qs.filter(Q(model_id__in=manageable))
+    managed = perms.filter_visible(user, RegisteredModel.objects.all(), min_level=perms.CAN_MANAGE).values("pk")
+    return qs.filter(model_id__in=managed)
 
 
 def _not_found(webhook_id) -> DoesNotExist:

@@ -191,6 +191,16 @@ def text_for(event) -> str:
         return f"Tag '{p.get('key')}' was set to '{p.get('value')}' on {mv[0].lower()}{mv[1:]}{who}."
     if t == "model_version_tag.deleted":
         return f"Tag '{p.get('key')}' was deleted from {mv[0].lower()}{mv[1:]}{who}."
+    if t == "registered_model_tag.set":
+        return f"Tag '{p.get('key')}' was set to '{p.get('value')}' on registered model '{name}'{who}."
+    if t == "registered_model_tag.deleted":
+        return f"Tag '{p.get('key')}' was deleted from registered model '{name}'{who}."
+    if t == "registered_model.description_changed":
+        return f"The description of registered model '{name}' was changed{who}."
+    if t == "model_version.description_changed":
+        return f"The description of {mv[0].lower()}{mv[1:]} was changed{who}."
+    if t.startswith("comment."):
+        return f"A comment on {mv[0].lower()}{mv[1:]} was {t.split('.', 1)[1]}{who}: {p.get('comment', '')}".rstrip(": ")
     if t == "alias.set":
         prev = p.get("previous_version")
         moved = f" (previously version {prev})" if prev not in (None, v) else ""

@@ -441,26 +441,46 @@ def sweep(*, limit: int = 500) -> dict:
 
 
 def eligible_reviewers(*, model_id: int | None, to_stage: str | None, exclude_user_id=None):
-    """Who may decide a transition request. Asks approvals when it offers `eligible_reviewers`;
-    otherwise the admins and the model's owner."""
+    """Who may decide a transition request to `to_stage`: active users whose level on the model
+    reaches the stage policy's approver level (admins, the owner, user and group grants, or everyone
+    when the organisation default is high enough), never the requester. Asks approvals when it
+    offers `eligible_reviewers(model=, stage=)`."""
+    from core import permissions as perms
+
     User = get_user_model()
+    model = RegisteredModel.objects.filter(pk=model_id).first() if model_id else None
+    if model is None:
+        return []
     try:
         from approvals import services as approvals_services
 
         finder = getattr(approvals_services, "eligible_reviewers", None)
     except ImportError:
         finder = None
-    model = RegisteredModel.objects.filter(pk=model_id).first() if model_id else None
-    if finder is not None and model is not None:
-        try:
-            users = list(finder(model=model, stage=to_stage))
-        except TypeError:
-            users = list(finder(model=model, to_stage=to_stage))
+    if finder is not None:
+        users = list(finder(model=model, stage=to_stage))
     else:
-        q = Q(is_superuser=True)
-        if model is not None and model.owner_id:
-            q |= Q(pk=model.owner_id)
-        users = list(User.objects.filter(q, is_active=True))
+        level = perms.CAN_MANAGE
+        try:
+            from approvals.policy import effective_policy
+
+            level = effective_policy(model=model, stage=to_stage).approver_level or perms.CAN_MANAGE
+        except Exception:  # no policy machinery: managers review
+            log.debug("no stage policy for %s/%s", model.name, to_stage, exc_info=True)
+        if perms.at_least(perms.default_level(), level):
+            q = Q()
+        else:
+            scheme = perms.scheme_for(model)
+            codenames = [scheme.codename(lv) for lv in scheme.levels if perms.at_least(lv, level)]
+            UserPerm, GroupPerm = perms.grant_models(RegisteredModel)
+            q = (
+                Q(is_superuser=True)
+                | Q(pk__in=UserPerm.objects.filter(content_object=model, permission__codename__in=codenames).values("user_id"))
+                | Q(groups__in=GroupPerm.objects.filter(content_object=model, permission__codename__in=codenames).values("group_id"))
+            )
+            if model.owner_id:
+                q |= Q(pk=model.owner_id)
+        users = list(User.objects.filter(q, is_active=True).distinct())
     return [u for u in users if u.pk != exclude_user_id and u.email]
 
 
