@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 from django.core.files import File
 from django.core.files.storage import storages
 
-from core.errors import DoesNotExist, InvalidParameter
+from core.errors import DoesNotExist, InvalidParameter, PermissionDenied
 
 CHUNK_SIZE = 1024 * 1024
 ARTIFACT_SCHEME = "mlflow-artifacts"
@@ -110,6 +110,39 @@ def experiment_id_of(path: str) -> str | None:
         return None
     first = path.split("/", 1)[0]
     return first if first.isdigit() else None
+
+
+# --------------------------------------------------------------------------- access rules
+
+# Who may read or write which part of the store, by first path segment. `core`
+# knows no app, so each app registers the rule for its own prefix at start-up:
+# tracking for experiment folders (EXPERIMENT_PREFIX, every numeric first
+# segment), registry for its `registry/…` copies. A prefix nobody claimed is
+# for superusers only.
+EXPERIMENT_PREFIX = "<experiment>"
+_ACCESS_RULES: dict = {}
+
+
+def register_access_rule(prefix: str, rule, *, replace: bool = True) -> None:
+    """`rule(user, path, *, write: bool)` raises an MlflowError when `user` may not touch `path`.
+
+    `replace=False` only installs the rule when the prefix has none yet (a provisional default).
+    """
+    if replace or prefix not in _ACCESS_RULES:
+        _ACCESS_RULES[prefix] = rule
+
+
+def check_access(user, path: str, *, write: bool) -> None:
+    """Raise PermissionDenied / DoesNotExist unless `user` may read (or write) the artifact `path`."""
+    path = normalize_path(path)
+    first = path.split("/", 1)[0]
+    rule = _ACCESS_RULES.get(EXPERIMENT_PREFIX if first.isdigit() else first) if first else None
+    if rule is not None:
+        rule(user, path, write=write)
+        return
+    if not getattr(user, "is_superuser", False):
+        where = f"'{path}'" if path else "the artifact root"
+        raise PermissionDenied(f"Permission denied: only administrators may {'write' if write else 'read'} {where}.")
 
 
 # --------------------------------------------------------------------------- storage

@@ -13,11 +13,31 @@ from django.urls import path
 
 from core import artifacts
 from core.api import api_view
-from core.errors import DoesNotExist, InvalidParameter, MlflowError
+from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
+from tracking import access
 
 TEXT_NAMES = {"MLmodel", "MLproject"}
 TEXT_EXTENSIONS = {".txt", ".yaml", ".yml", ".json"}
 DOWNLOAD_BLOCK_SIZE = 256 * 1024
+
+
+def experiment_rule(user, relative: str, *, write: bool) -> None:
+    """`<experiment_id>/…` belongs to that experiment: read needs read access, writes need edit."""
+    access.get_experiment_for_user(user, artifacts.experiment_id_of(relative), action="edit" if write else "read")
+
+
+def registry_rule(user, relative: str, *, write: bool) -> None:
+    """Provisional rule for `registry/…` until the registry app registers its own (per-model reads).
+
+    Registered versions are immutable copies written by the registry itself (core.artifacts),
+    so the proxy never writes there, whoever asks.
+    """
+    if write:
+        raise PermissionDenied("Permission denied: registered model versions are read-only.")
+
+
+artifacts.register_access_rule(artifacts.EXPERIMENT_PREFIX, experiment_rule)
+artifacts.register_access_rule("registry", registry_rule, replace=False)
 
 
 class LengthRequired(MlflowError):
@@ -38,6 +58,7 @@ def content_type_for(name: str) -> str:
 def list_artifacts(request, params):
     """`GET artifacts?path=<dir>` -> `{"files": [...]}`; a missing or empty directory -> `{}`."""
     folder = artifacts.normalize_path(params.string("path") or "")
+    artifacts.check_access(request.user, folder, write=False)
     files = artifacts.list_dir(folder)
     return {"files": files} if files else {}
 
@@ -47,6 +68,7 @@ def artifact(request, params, artifact_path: str):
     relative = artifacts.normalize_path(artifact_path)
     if not relative:
         raise InvalidParameter("Invalid path")
+    artifacts.check_access(request.user, relative, write=request.method != "GET")
     if request.method == "GET":
         return _download(relative)
     if request.method == "PUT":

@@ -58,13 +58,18 @@ def big_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_200mb_upload_and_download_stream_through_live_server(live_server, owner, big_file, _artifact_root):
+    from tracking.services import create_experiment
+
     path, sha = big_file
+    experiment = create_experiment(user=owner, name="large-artifacts")
+    relative = f"{experiment.pk}/run/artifacts/big.bin"
     _, token = create_api_token(user=owner, name="large")
     headers = {"Authorization": f"Bearer {token}"}
-    url = f"{live_server.url}/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/big.bin"
+    url = f"{live_server.url}/api/2.0/mlflow-artifacts/artifacts/{relative}"
     session = requests.Session()
     # Warm the server thread and the auth path so their one-off allocations are not counted.
-    assert session.get(f"{live_server.url}/api/2.0/mlflow-artifacts/artifacts", headers=headers).status_code == 200
+    warm = session.get(f"{live_server.url}/api/2.0/mlflow-artifacts/artifacts", params={"path": relative}, headers=headers)
+    assert warm.status_code == 200
 
     sampler = RssSampler()
     sampler.start()
@@ -73,7 +78,7 @@ def test_200mb_upload_and_download_stream_through_live_server(live_server, owner
             # A file object: requests sets Content-Length and streams the body.
             response = session.put(url, data=f, headers={**headers, "Content-Type": "application/octet-stream"}, timeout=120)
         assert response.status_code == 200, response.text
-        stored = _artifact_root / "1/run/artifacts/big.bin"
+        stored = _artifact_root / relative
         assert stored.stat().st_size == SIZE_MB * 1024 * 1024
 
         digest = hashlib.sha256()

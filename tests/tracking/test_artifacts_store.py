@@ -272,3 +272,37 @@ def test_remote_storage_uses_the_storage_api(_artifact_root):
     put("1/r/a.txt", b"abc")
     assert memory.objects == {"1/r/a.txt": b"abc"}
     assert not _artifact_root.exists()
+
+
+# --------------------------------------------------------------------------- access rules
+
+
+class Rule:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, user, path, *, write):
+        self.calls.append((user, path, write))
+
+
+def test_check_access_dispatches_on_the_first_segment(monkeypatch):
+    from types import SimpleNamespace
+
+    from core.errors import PermissionDenied
+
+    monkeypatch.setattr(artifacts, "_ACCESS_RULES", {})
+    experiments, registry = Rule(), Rule()
+    artifacts.register_access_rule(artifacts.EXPERIMENT_PREFIX, experiments)
+    artifacts.register_access_rule("registry", registry)
+    artifacts.register_access_rule("registry", Rule(), replace=False)  # keeps the first one
+    user = SimpleNamespace(is_superuser=False)
+    artifacts.check_access(user, "12/run/artifacts/", write=True)
+    artifacts.check_access(user, "registry/3/1", write=False)
+    assert experiments.calls == [(user, "12/run/artifacts", True)]
+    assert registry.calls == [(user, "registry/3/1", False)]
+    for path in ("", "misc/x", "12x/y"):
+        with pytest.raises(PermissionDenied):
+            artifacts.check_access(user, path, write=False)
+    artifacts.check_access(SimpleNamespace(is_superuser=True), "misc/x", write=True)
+    with pytest.raises(InvalidParameter):
+        artifacts.check_access(user, "12/../x", write=False)
