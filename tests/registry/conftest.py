@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -110,18 +109,34 @@ def _redis_url() -> str:
     return os.environ.get("STAGEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
 
 
+def _reset_connections(app) -> None:
+    """Producers must (re)connect to the broker URL set for the test."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def celery_worker(transactional_db, settings):
     """A real `celery worker` subprocess on Redis, reading the pytest-django test database.
 
-    Tasks are sent to a queue private to this test run; eager mode is switched off for the test.
+    Tasks go to the app's default queue on the registry tests' own Redis DB (4); eager mode is
+    switched off for the test. PostgreSQL only (the worker must see the test database): skipped on
+    SQLite unless STAGEGATE_REQUIRE_SERVICES=1, where it fails instead.
     """
     from config.celery import app
 
     db = connection.settings_dict
     if connection.vendor != "postgresql":
+        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail("the real Celery worker needs PostgreSQL (DATABASE_URL)")
         pytest.skip("the real worker shares the test database: PostgreSQL only")
-    queue = f"sg-test-{os.getpid()}-{int(time.time() * 1000)}"
+    # Redis DB 4 belongs to the registry tests alone; the app's default queue, emptied first.
+    queue = app.conf.task_default_queue
+    import redis
+
+    redis.Redis.from_url(_redis_url()).delete(queue)
     user = db.get("USER") or "postgres"
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -132,6 +147,7 @@ def celery_worker(transactional_db, settings):
         "DATABASE_URL": f"postgres://{auth}{host}:{port}/{db['NAME']}",
         "CELERY_BROKER_URL": _redis_url(),
         "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "STAGEGATE_VAR_DIR": os.environ.get("STAGEGATE_VAR_DIR", str(ROOT / "var")),
         "STAGEGATE_ARTIFACT_ROOT": str(settings.STORAGES["artifacts"]["OPTIONS"]["location"]),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
@@ -142,11 +158,10 @@ def celery_worker(transactional_db, settings):
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
-    previous = (app.conf.task_always_eager, app.conf.broker_url, app.conf.task_default_queue)
+    previous = (app.conf.task_always_eager, app.conf.broker_url)
     app.conf.task_always_eager = False
     app.conf.broker_url = _redis_url()
-    app.conf.task_default_queue = queue
-    app._pool = None  # the producer pool must connect to the broker set above
+    _reset_connections(app)
     # Wait until the worker listens (it logs "ready").
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -161,12 +176,11 @@ def celery_worker(transactional_db, settings):
     try:
         yield proc
     finally:
-        app.conf.task_always_eager, app.conf.broker_url, app.conf.task_default_queue = previous
-        app._pool = None
+        app.conf.task_always_eager, app.conf.broker_url = previous
+        _reset_connections(app)
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
         log_file.close()
-        sys.stdout.write("")
