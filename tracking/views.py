@@ -24,7 +24,7 @@ from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from tracking import access, search
-from tracking.models import ACTIVE, LatestMetric, Metric, Param, Run, RunInput, RunModelOutput, RunTag
+from tracking.models import ACTIVE, ExperimentTag, LatestMetric, Metric, Param, Run, RunInput, RunModelOutput, RunTag
 
 EXPERIMENTS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
@@ -199,6 +199,8 @@ def experiment_detail(request, experiment_id: int):
     filter_string = request.GET.get("filter", "")
     order_clause, sort_key, descending = _order_from_request(request)
     page_token = request.GET.get("page_token") or None
+    show_deleted = request.GET.get("show") == "deleted"
+    experiment_tags = list(ExperimentTag.objects.filter(experiment=experiment).order_by("key").values_list("key", "value"))
 
     metric_keys = list(
         LatestMetric.objects.filter(run__experiment=experiment, run__lifecycle_stage=ACTIVE)
@@ -218,7 +220,7 @@ def experiment_detail(request, experiment_id: int):
             user=request.user,
             experiment_ids=[experiment.experiment_id],
             filter_string=filter_string,
-            run_view_type="ACTIVE_ONLY",
+            run_view_type="DELETED_ONLY" if show_deleted else "ACTIVE_ONLY",
             order_by=[order_clause] if order_clause else [],
             max_results=RUNS_PER_PAGE,
             page_token=page_token,
@@ -240,6 +242,11 @@ def experiment_detail(request, experiment_id: int):
     }
     context = {
         "experiment": experiment,
+        "description": dict(experiment_tags).get("mlflow.note.content", ""),
+        "experiment_tags": [(k, v) for k, v in experiment_tags if not k.startswith("mlflow.")],
+        "show_deleted": show_deleted,
+        "active_query": _query_string(request, show=None, page_token=None),
+        "deleted_query": _query_string(request, show="deleted", page_token=None),
         "filter_string": filter_string,
         "filter_error": filter_error,
         "rows": rows,
@@ -393,6 +400,7 @@ def run_detail(request, run_id: str):
         "source": tag_map.get("mlflow.source.name", ""),
         "git_commit": tag_map.get("mlflow.source.git.commit", ""),
         "description": tag_map.get("mlflow.note.content", ""),
+        "parent_run_id": tag_map.get("mlflow.parentRunId", ""),
         "inputs": inputs,
         "outputs": outputs,
         "versions": versions,

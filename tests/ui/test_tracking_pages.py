@@ -379,3 +379,28 @@ def test_every_htmx_link_is_also_a_real_link(web, owner, experiment, _artifact_r
             hx = re.search(r'\bhx-get="([^"]*)"', tag).group(1)
             assert href.group(1).split("#")[0] == hx, f"{url}: {tag} links somewhere else than it swaps"
     assert checked > 10
+
+
+def test_experiment_page_switches_to_deleted_runs_and_shows_tags(web, owner, experiment):
+    from tracking import services
+
+    kept = data.run(owner, experiment, name="kept")
+    gone = data.run(owner, experiment, name="gone")
+    services.delete_run(run=gone)
+    services.set_experiment_tag(experiment=experiment, key="team", value="fraud")
+    services.set_experiment_tag(experiment=experiment, key="mlflow.note.content", value="Predicts wine quality.")
+    url = f"/experiments/{experiment.pk}/"
+    response = web.get(url)
+    assert [r["run"].name for r in response.context["rows"]] == ["kept"]
+    html = response.content.decode()
+    assert "team: fraud" in html and "Predicts wine quality." in html
+    deleted = web.get(url, {"show": "deleted"}, **htmx("runs-table"))
+    assert [r["run"].name for r in deleted.context["rows"]] == ["gone"]
+    assert 'name="show" value="deleted"' in deleted.content.decode()  # a later search stays on deleted runs
+    assert kept.run_uuid not in deleted.content.decode()
+
+
+def test_run_page_links_the_parent_run(web, owner, experiment, run):
+    child = data.run(owner, experiment, name="child", tags={"mlflow.parentRunId": run.run_uuid})
+    html = web.get(f"/runs/{child.run_uuid}/").content.decode()
+    assert f'href="/runs/{run.run_uuid}/"' in html
