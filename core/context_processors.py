@@ -26,9 +26,15 @@ def _inbox_url() -> str:
         return ""
 
 
+# URL namespace -> the header tab it highlights (a view may still pass `nav_section` itself).
+NAV_SECTIONS = {"tracking": "experiments", "registry": "models", "approvals": "reviews"}
+
+
 def navigation(request) -> dict:
     user = getattr(request, "user", None)
+    match = getattr(request, "resolver_match", None)
     return {
+        "nav_section": NAV_SECTIONS.get(match.namespace if match else "", ""),
         "review_inbox_count": SimpleLazyObject(lambda: _inbox_count(user)) if user is not None else 0,
         "review_inbox_url": SimpleLazyObject(_inbox_url),
     }

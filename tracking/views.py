@@ -70,7 +70,6 @@ def _wants_partial(request, target: str | None = None) -> bool:
 
 def _page(request, template: str, partial: str, context: dict, *, status: int = 200):
     name = f"{template}#{partial}" if _wants_partial(request, partial) else template
-    context.setdefault("nav_section", "experiments")
     return render(request, name, context, status=status)
 
 
@@ -435,7 +434,7 @@ def artifact_download(request, run_id: str, path: str):
 def run_compare(request):
     run_ids = [rid for rid in dict.fromkeys(request.GET.getlist("runs")) if rid][:MAX_COMPARE]
     if not run_ids:
-        return render(request, "tracking/run_compare.html", {"runs": [], "nav_section": "experiments"})
+        return render(request, "tracking/run_compare.html", {"runs": []})
     visible = access.experiments_visible_to(request.user)
     found = {run.run_uuid: run for run in Run.objects.filter(pk__in=run_ids, experiment__in=visible).select_related("experiment")}
     missing = [rid for rid in run_ids if rid not in found]

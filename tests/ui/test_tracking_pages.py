@@ -404,3 +404,9 @@ def test_run_page_links_the_parent_run(web, owner, experiment, run):
     child = data.run(owner, experiment, name="child", tags={"mlflow.parentRunId": run.run_uuid})
     html = web.get(f"/runs/{child.run_uuid}/").content.decode()
     assert f'href="/runs/{run.run_uuid}/"' in html
+
+
+def test_header_highlights_the_section_of_the_page(web, experiment):
+    html = web.get(f"/experiments/{experiment.pk}/").content.decode()
+    assert 'href="/experiments/" aria-current="page"' in html
+    assert 'href="/models/" aria-current="page"' in web.get("/models/").content.decode()
