@@ -109,6 +109,8 @@ def delete_registered_model(request, params: Params):
 @api_view("GET")
 def search_registered_models(request, params: Params):
     max_results = params.max_results(default=RM_MAX_RESULTS_DEFAULT, maximum=RM_MAX_RESULTS_MAX)
+    if max_results == 0:
+        return {}  # nothing asked for (the client never sends 0)
     queryset = search.filter_registered_models(access.registered_models_visible_to(request.user), params.string("filter"))
     order = search.order_registered_models(params.string_list("order_by"))
     rows, next_token = keyset_page(
@@ -221,6 +223,8 @@ def delete_model_version(request, params: Params):
 @api_view("GET")
 def search_model_versions(request, params: Params):
     max_results = params.max_results(default=MV_MAX_RESULTS_DEFAULT, maximum=MV_MAX_RESULTS_MAX)
+    if max_results == 0:
+        return {}
     queryset = search.filter_model_versions(access.model_versions_visible_to(request.user), params.string("filter"))
     order = search.order_model_versions(params.string_list("order_by"))
     rows, next_token = keyset_page(

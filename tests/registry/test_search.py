@@ -130,6 +130,13 @@ def test_model_version_default_order_and_errors(api, catalogue):
         assert r.status_code == 400 and r.json()["message"].startswith(message), r.json()
 
 
+def test_zero_max_results_is_not_an_error(api, catalogue):
+    assert api.get("registered-models/search", {"max_results": "0"}).json() == {}
+    assert api.get("model-versions/search", {"max_results": "0"}).json() == {}
+    r = api.get("model-versions/search", {"max_results": "-1"})
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
 def _page_through(api, endpoint, key, params):
     seen, token, pages = [], None, 0
     while True:
