@@ -249,9 +249,54 @@ def open_file(path: str):
             if not os.path.isfile(local):
                 raise missing
             return open(local, "rb")
+        if _is_s3(storage):
+            return _open_s3(storage, path)
         return storage.open(path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise missing from None
+
+
+class RemoteBody:
+    """A streaming object body (`read(n)`, `close()`) that knows its size."""
+
+    def __init__(self, body, size: int | None):
+        self.body = body
+        self.size = size
+
+    def read(self, size: int = -1) -> bytes:
+        return self.body.read(None if size is None or size < 0 else size)
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _is_s3(storage) -> bool:
+    # Checked on the class: reading `storage.bucket` would open a connection.
+    return hasattr(type(storage), "bucket") and hasattr(storage, "_normalize_name")
+
+
+def _open_s3(storage, path: str) -> RemoteBody:
+    """Stream the object straight from GetObject. S3Storage.open() would first copy the
+    whole object into a SpooledTemporaryFile, in memory unless AWS_S3_MAX_MEMORY_SIZE is set."""
+    from botocore.exceptions import ClientError
+    from storages.utils import clean_name
+
+    key = storage._normalize_name(clean_name(path))
+    try:
+        obj = storage.bucket.Object(key).get()
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+            raise FileNotFoundError(path) from None
+        raise
+    return RemoteBody(obj["Body"], obj.get("ContentLength"))
 
 
 class _CountingReader:

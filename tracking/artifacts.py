@@ -89,6 +89,9 @@ def _download(relative: str) -> FileResponse:
         handle, content_type=content_type_for(relative), as_attachment=True, filename=posixpath.basename(relative)
     )
     response.block_size = DOWNLOAD_BLOCK_SIZE
+    size = getattr(handle, "size", None)
+    if isinstance(size, int) and "Content-Length" not in response:
+        response["Content-Length"] = str(size)
     return response
 
 

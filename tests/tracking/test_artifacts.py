@@ -504,3 +504,30 @@ def test_mlflow_client_artifact_repository_roundtrip(mlflow_client, tmp_path, _a
 
     repo.delete_artifacts("model/sub")
     assert files_below(_artifact_root) == [f"{run_dir}/model/MLmodel"]
+
+
+# --------------------------------------------------------------------------- remote (S3) storage behind the proxy
+
+
+def test_download_from_s3_streams_with_content_length(api, run_dir):
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+    from django.core.files.storage import storages
+    from storages.backends.s3 import S3Storage
+
+    storage = S3Storage(bucket_name="stagegate", access_key="test", secret_key="test", region_name="us-east-1")
+    storages._storages["artifacts"] = storage
+    data = bytes(range(256)) * 40
+    with Stubber(storage.connection.meta.client) as stubber:
+        stubber.add_response(
+            "get_object",
+            {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data)},
+            {"Bucket": "stagegate", "Key": f"{run_dir}/model/model.pkl"},
+        )
+        response = api.get(f"{BASE}/{run_dir}/model/model.pkl")
+        assert response.status_code == 200
+        assert response.streaming
+        assert response["Content-Length"] == str(len(data))
+        assert response["Content-Type"] == "application/octet-stream"
+        assert download(response) == data
+        stubber.assert_no_pending_responses()

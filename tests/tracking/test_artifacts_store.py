@@ -306,3 +306,49 @@ def test_check_access_dispatches_on_the_first_segment(monkeypatch):
     artifacts.check_access(SimpleNamespace(is_superuser=True), "misc/x", write=True)
     with pytest.raises(InvalidParameter):
         artifacts.check_access(user, "12/../x", write=False)
+
+
+# --------------------------------------------------------------------------- S3: downloads stream from GetObject
+
+
+@pytest.fixture
+def s3_storage(_artifact_root):
+    from botocore.stub import Stubber
+    from storages.backends.s3 import S3Storage
+
+    storage = S3Storage(bucket_name="stagegate", access_key="test", secret_key="test", region_name="us-east-1", location="prefix")
+    storages._storages["artifacts"] = storage
+    with Stubber(storage.connection.meta.client) as stubber:
+        yield stubber
+
+
+def test_s3_download_streams_the_object_body(s3_storage):
+    from botocore.response import StreamingBody
+
+    data = b"0123456789" * 1000
+    s3_storage.add_response(
+        "get_object",
+        {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data)},
+        {"Bucket": "stagegate", "Key": "prefix/1/run/artifacts/model.pkl"},
+    )
+    with artifacts.open_file("1/run/artifacts/model.pkl") as body:
+        assert isinstance(body, artifacts.RemoteBody)
+        assert body.size == len(data)
+        assert body.read(4) == b"0123"
+        assert body.read() == data[4:]
+    s3_storage.assert_no_pending_responses()
+
+
+def test_s3_missing_key_is_does_not_exist(s3_storage):
+    s3_storage.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+    with pytest.raises(DoesNotExist) as exc:
+        artifacts.open_file("1/run/artifacts/nope.pkl")
+    assert exc.value.message == "No such artifact: '1/run/artifacts/nope.pkl'"
+
+
+def test_s3_other_errors_propagate(s3_storage):
+    from botocore.exceptions import ClientError
+
+    s3_storage.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+    with pytest.raises(ClientError):
+        artifacts.open_file("1/run/artifacts/x.pkl")
