@@ -17,12 +17,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Prefetch, Subquery
 
-from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
+from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
 from registry import access
 from registry.events import record_event
 from registry.models import (
     BUILT_IN_STAGES,
     STAGE_ARCHIVED,
+    STAGE_NONE,
     ModelVersion,
     ModelVersionTag,
     RegisteredModel,
@@ -595,6 +596,11 @@ def transition_model_version_stage(
     target = canonical_stage(stage)
     model = _lock_model(user, name)
     mv = _lock_version(model, version)
+    if mv.status == ModelVersion.FAILED and target not in (STAGE_NONE, STAGE_ARCHIVED):
+        raise InvalidState(
+            f"Model Version (name={model.name}, version={mv.version}) failed registration and cannot move to "
+            f"{target}: {mv.status_message}"
+        )
     if request_id is None:
         direct_transition_guard(version=mv, stage=target, user=user)
     ts = now_ms()

@@ -239,6 +239,26 @@ def test_registration_without_mlmodel_fails_with_message(owner, make_version, mo
     assert Event.objects.filter(type="model_version.failed").exists()
 
 
+def test_a_failed_version_cannot_be_promoted(owner, make_version, model_files):
+    from core.errors import InvalidState
+
+    mv = make_version("m", source=model_files("1/r/artifacts/empty", with_mlmodel=False))
+    with pytest.raises(InvalidState, match="failed registration and cannot move to Production"):
+        services.transition_model_version_stage(name="m", version=mv.version, stage="Production", user=owner)
+    assert services.transition_model_version_stage(name="m", version=mv.version, stage="Archived", user=owner).current_stage == "Archived"
+
+
+def test_registration_is_enqueued_after_commit(owner, manual_on_commit, model_files, django_capture_on_commit_callbacks):
+    services.create_registered_model(name="m", user=owner)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        mv = services.create_model_version(name="m", source=model_files(), user=owner)
+        mv.refresh_from_db()
+        assert mv.status == ModelVersion.PENDING  # nothing ran before commit
+    assert any(getattr(cb, "func", None) == tasks.register_model_version.delay and cb.args == (mv.pk,) for cb in callbacks)
+    mv.refresh_from_db()
+    assert mv.status == ModelVersion.READY
+
+
 @pytest.mark.parametrize("source", ["s3://bucket/model", "/etc/passwd-dir", "runs:/" + "0" * 32 + "/model"])
 def test_unresolvable_sources_fail(owner, make_version, source):
     mv = make_version("m", source=source)
