@@ -241,6 +241,11 @@ def create_run(*, user, experiment: Experiment, run_name: str | None = None, sta
     """
     _check_active_experiment(experiment)
     pairs = dict(_tag_pairs(tags))
+    if run_name and pairs.get(RUN_NAME_TAG) and pairs[RUN_NAME_TAG] != run_name:
+        raise InvalidParameter(
+            f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values "
+            f"(run_name='{run_name}', mlflow.runName='{pairs[RUN_NAME_TAG]}')."
+        )
     name = run_name or pairs.get(RUN_NAME_TAG) or generate_run_name()
     if len(name) > MAX_ENTITY_KEY_LENGTH:
         raise _exceeds("run_name", MAX_ENTITY_KEY_LENGTH)

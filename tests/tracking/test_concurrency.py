@@ -1,22 +1,18 @@
-"""Concurrent writers on one run keep LatestMetric and params consistent (row lock on the run)."""
+"""Concurrent writers on one run keep LatestMetric and params consistent.
 
-import os
+PostgreSQL: the row lock on the run; SQLite: IMMEDIATE transactions serialise writers.
+"""
+
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from core.errors import AlreadyExists
 from tracking import services
 from tracking.models import LatestMetric, Metric, Param, Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _needs_postgres():
-    if connection.vendor == "sqlite" and os.environ.get("STAGEGATE_REQUIRE_SERVICES") != "1":
-        pytest.skip("row locks need PostgreSQL (CI runs this on PostgreSQL)")
 
 
 def run_threads(target, count):

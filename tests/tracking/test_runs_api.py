@@ -70,6 +70,8 @@ def test_run_name_from_tag_or_generated(api, exp_id):
     adjective, animal, number = name.split("-")
     assert adjective and animal and number.isdigit()
     assert {"key": "mlflow.runName", "value": name} in run["data"]["tags"]
+    response = api.post("runs/create", {"experiment_id": exp_id, "run_name": "x", "tags": [{"key": "mlflow.runName", "value": "y"}]})
+    assert "Both 'run_name' argument and 'mlflow.runName' tag are specified" in error(response)
 
 
 def test_create_in_default_and_missing_experiment(api):
