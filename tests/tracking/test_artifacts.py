@@ -30,7 +30,16 @@ def body_json(response):
 
 
 def download(response) -> bytes:
-    return b"".join(response.streaming_content)
+    data = b"".join(response.streaming_content)
+    release(response)
+    return data
+
+
+def release(response):
+    """Close the streamed file. (response.close() would also fire request_finished, closing the test's DB connection.)"""
+    for closer in getattr(response, "_resource_closers", []):
+        if isinstance(getattr(closer, "__self__", None), io.IOBase):
+            closer()
 
 
 def files_below(root):
@@ -160,6 +169,7 @@ def test_download_headers(api, run_dir):
     assert response["Content-Disposition"] == 'attachment; filename="model.pkl"'
     assert response["Content-Length"] == "3"
     assert response["X-Content-Type-Options"] == "nosniff"
+    release(response)
 
 
 def test_upload_onto_a_directory_or_below_a_file_is_400(api, _artifact_root, run_dir):
@@ -294,7 +304,7 @@ def test_experiment_folders_ask_tracking_access(api, run_dir, experiment, monkey
 
     monkeypatch.setattr(access, "get_experiment_for_user", spy)
     api.put(f"{BASE}/{run_dir}/a.txt", b"a")
-    api.get(f"{BASE}/{run_dir}/a.txt")
+    release(api.get(f"{BASE}/{run_dir}/a.txt"))
     api.get(BASE, {"path": run_dir})
     api.delete(f"{BASE}/{run_dir}/a.txt")
     exp = str(experiment.pk)
