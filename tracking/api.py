@@ -354,6 +354,7 @@ def search_logged_models(request, params):
         experiment_ids=params.string_list("experiment_ids"),
         filter_string=params.string("filter"),
         order_by=params.object_list("order_by"),
+        datasets=params.object_list("datasets"),
         max_results=params.max_results(
             default=search.SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
         ),

@@ -364,9 +364,29 @@ LOGGED_MODEL_NUMERIC_ATTRIBUTES = {
 }
 
 
-def _logged_model_clause_q(clause: Clause) -> Q:
+def _dataset_q(datasets: list[dict]) -> Q | None:
+    """`datasets` of a logged-model search: metrics must come from one of these datasets."""
+    if not datasets:
+        return None
+    condition = Q(pk__in=[])
+    for index, dataset in enumerate(datasets):
+        name = dataset.get("dataset_name")
+        if not name or not isinstance(name, str):
+            raise InvalidParameter("`dataset_name` in the `datasets` clause must be specified.")
+        one = Q(dataset_name=name)
+        if dataset.get("dataset_digest"):
+            one &= Q(dataset_digest=dataset["dataset_digest"])
+        condition |= one
+    return condition
+
+
+def _logged_model_clause_q(clause: Clause, datasets: Q | None = None) -> Q:
     if clause.type == "metric":
-        return _keyed_exists(Metric, "model_id", clause)
+        if datasets is None:
+            return _keyed_exists(Metric, "model_id", clause)
+        _check_comparator(clause, NUMERIC_COMPARATORS)
+        points = Metric.objects.filter(datasets, model_id=OuterRef("pk"), key=clause.key, is_nan=False)
+        return Q(Exists(points.filter(numeric_q("value", clause.comparator, _numeric(clause)))))
     if clause.type == "parameter":
         return _keyed_exists(LoggedModelParam, "model", clause)
     if clause.type == "tag":
@@ -425,11 +445,16 @@ def _logged_model_order(qs: QuerySet, order_by: list[dict]) -> tuple[QuerySet, l
 
 
 def search_logged_models(*, user, experiment_ids: list, filter_string: str | None, order_by: list[dict],
-                         max_results: int, page_token: str | None) -> tuple[list[LoggedModel], str | None]:
+                         max_results: int, page_token: str | None, datasets: list[dict] = ()) -> tuple[list[LoggedModel], str | None]:
     ids = [parse_experiment_id(e) for e in experiment_ids]
     qs = LoggedModel.objects.active().filter(experiment__in=experiments_visible_to(user).filter(pk__in=ids))
-    for clause in parse_filter(filter_string):
-        qs = qs.filter(_logged_model_clause_q(clause))
+    dataset_q = _dataset_q(list(datasets))
+    clauses = parse_filter(filter_string)
+    for clause in clauses:
+        qs = qs.filter(_logged_model_clause_q(clause, dataset_q))
+    if dataset_q is not None and not any(c.type == "metric" for c in clauses):
+        # Datasets without a metric filter: models with any metric on those datasets.
+        qs = qs.filter(Exists(Metric.objects.filter(dataset_q, model_id=OuterRef("pk"))))
     qs, order = _logged_model_order(qs, order_by)
     rows, token = keyset_page(qs.for_mlflow(), order=order, max_results=max_results, page_token=page_token,
                               kind=_kind("logged-models", order))

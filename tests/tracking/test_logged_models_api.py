@@ -127,6 +127,20 @@ class TestSearch:
         error(api.post("logged-models/search", {"experiment_ids": [exp_id], "filter": "name ~~ 'x'"}))
         error(api.post("logged-models/search", {"experiment_ids": [exp_id], "filter": "attributes.color = 'x'"}))
 
+    def test_datasets(self, api, exp_id, run_id, models):
+        model_id = models[("model", "lr")]
+        api.post("runs/log-batch", {"run_id": run_id, "metrics": [
+            {"key": "acc", "value": 0.9, "timestamp": 5, "step": 9, "model_id": model_id, "dataset_name": "eval", "dataset_digest": "d1"}
+        ]})
+        assert self.ids(self.search(api, exp_id, datasets=[{"dataset_name": "eval"}])) == [model_id]
+        assert self.ids(self.search(api, exp_id, filter="metrics.acc > 0.5", datasets=[{"dataset_name": "eval", "dataset_digest": "d1"}])) == [model_id]
+        assert self.search(api, exp_id, filter="metrics.acc > 0.5", datasets=[{"dataset_name": "train"}]) == {}
+        assert self.search(api, exp_id, filter="metrics.rmse > 0", datasets=[{"dataset_name": "eval"}]) == {}
+        error(api.post("logged-models/search", {"experiment_ids": [exp_id], "datasets": [{"dataset_digest": "d1"}]}))
+        metric = api.get(f"logged-models/{model_id}").json()["model"]["data"]["metrics"]
+        assert {"key": "acc", "value": 0.9, "timestamp": 5, "step": 9, "model_id": model_id, "run_id": run_id,
+                "dataset_name": "eval", "dataset_digest": "d1"} in metric
+
     def test_order_and_paging(self, api, exp_id, models):
         body = self.search(api, exp_id, order_by=[{"field_name": "metrics.rmse", "ascending": True}])
         assert self.ids(body) == [models[("model", "rf")], models[("other", "lr")], models[("model", "lr")]]
