@@ -40,9 +40,8 @@ def tracked(owner, _artifact_root):
                      metrics={"rmse": [rmse + 0.3 * math.exp(-s / 5) for s in range(20)], "r2": [1 - rmse]},
                      tags={"team": "ml"}, start_time=1_700_000_000_000 + i * 60_000)
         )
-    long = data.run(owner, experiment, name="long-training",
-                    metrics={"loss": [math.exp(-s / 3000) + 0.05 * math.sin(s / 20) for s in range(10_000)]},
-                    start_time=1_700_000_500_000)
+    long = data.run(owner, experiment, name="long-training", start_time=1_700_000_500_000)
+    data.long_history(long, "loss", [math.exp(-s / 3000) + 0.05 * math.sin(s / 20) for s in range(10_000)])
     root = _artifact_root / long.artifact_uri.split(":/", 1)[1]
     (root / "model").mkdir(parents=True)
     (root / "model" / "MLmodel").write_text("flavors:\n  sklearn:\n    sklearn_version: 1.6.1\n")
@@ -148,3 +147,33 @@ def test_pages_work_without_javascript(browser, live_server, owner, tracked, scr
         assert "trained on wine data" in page.inner_text("pre.artifact-text")
     finally:
         context.close()
+
+
+def test_a_run_logged_by_the_real_mlflow_client(mlflow_client, signed_in_page, owner, screenshot):
+    """What the mlflow client logs (params, a metric history, a text artifact) shows up on the run page."""
+    import mlflow
+
+    mlflow.set_experiment("client-logged")
+    with mlflow.start_run(run_name="from-client") as active:
+        mlflow.log_params({"alpha": 0.3, "solver": "lbfgs"})
+        from mlflow.entities import Metric
+
+        points = [Metric("loss", 1 / (step + 1), 1_700_000_000_000 + step, step) for step in range(50)]
+        mlflow_client.log_batch(active.info.run_id, metrics=points)
+        mlflow.log_text("rmse went <down>\n", "reports/summary.txt")
+    run_id = active.info.run_id
+
+    page = signed_in_page(owner)
+    page.goto("/experiments/")
+    page.click("text=client-logged")
+    page.click("text=from-client")
+    page.wait_for_url(re.compile(rf"/runs/{run_id}/$"))
+    assert page.locator("figure.chart-card svg.chart polyline").count() == 1
+    assert "lbfgs" in page.inner_text("section[aria-labelledby=params-h]")
+    page.click("#artifacts >> text=reports")
+    page.click("#artifacts >> text=summary.txt")
+    page.wait_for_selector("pre.artifact-text")
+    assert page.inner_text("pre.artifact-text").strip() == "rmse went <down>"
+    download = page.request.get(f"/runs/{run_id}/artifacts/reports/summary.txt")
+    assert download.status == 200 and download.body() == b"rmse went <down>\n"
+    screenshot(page, "run-from-mlflow-client")

@@ -278,7 +278,8 @@ def test_run_page_query_count_is_flat(web, owner, experiment):
 
 
 def test_run_page_charts_a_10000_point_history(web, owner, experiment):
-    run = data.run(owner, experiment, name="long", metrics={"loss": [1 / (s + 1) for s in range(10_000)]})
+    run = data.run(owner, experiment, name="long")
+    data.long_history(run, "loss", [1 / (s + 1) for s in range(10_000)])
     html = web.get(f"/runs/{run.run_uuid}/").content.decode()
     points = html.split('points="', 1)[1].split('"', 1)[0].split()
     assert 2 < len(points) <= 400
