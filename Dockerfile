@@ -36,7 +36,7 @@ VOLUME ["/data/artifacts"]
 EXPOSE 8000
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
-  CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"
+  CMD python -c "import os, sys, urllib.request as u; host = os.environ.get('DJANGO_ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.').replace('*', '') or 'localhost'; sys.exit(u.urlopen(u.Request('http://127.0.0.1:8000/health', headers={'Host': host}), timeout=4).status != 200)"
 
 # gthread workers: artifact up/downloads stream for a long time without blocking the other requests.
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \

@@ -351,3 +351,30 @@ def test_pyproject_lists_what_the_dockerfile_and_compose_run():
     for package in ("gunicorn", "celery", "psycopg", "dj-database-url", "whitenoise", "django-storages"):
         assert package in deps, package
     assert project["requires-python"] == ">=3.12"
+
+
+def healthcheck_snippet(compose) -> str:
+    test = compose["services"]["web"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    return test[3]
+
+
+def test_dockerfile_and_compose_share_the_healthcheck(compose):
+    assert healthcheck_snippet(compose) in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_web_healthcheck_passes_with_a_locked_down_allowed_hosts(compose, live_server, settings):
+    """The probe runs inside the container against 127.0.0.1, but Django only answers allowed hosts."""
+    settings.ALLOWED_HOSTS = ["registry.example.com"]
+    snippet = healthcheck_snippet(compose).replace("http://127.0.0.1:8000", live_server.url)
+    assert snippet != healthcheck_snippet(compose)
+    base_env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOWED_HOSTS"}
+
+    def probe(allowed_hosts: str) -> int:
+        env = {**base_env, "DJANGO_ALLOWED_HOSTS": allowed_hosts}
+        return subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, timeout=30).returncode
+
+    assert probe("registry.example.com,localhost") == 0
+    assert probe(".example.com") != 0  # probes example.com, which this server does not allow
+    assert probe("other.example.com") != 0
