@@ -322,3 +322,19 @@ class TestMetricHistory:
         assert [m["step"] for m in body["metrics"]] == [2, 3, 4]
         error(api.get("metrics/get-history-bulk-interval", {"run_ids": [run_id], "metric_key": "loss", "start_step": 2}))
         error(api.get("metrics/get-history-bulk-interval", {"metric_key": "loss"}))
+
+
+def test_run_uuid_alone_and_ajax_prefix(api, run_id):
+    assert api.get("runs/get", {"run_uuid": run_id}).json()["run"]["info"]["run_id"] == run_id
+    assert api.post("runs/set-tag", {"run_uuid": run_id, "key": "k", "value": "v"}).status_code == 200
+    response = api.get("/ajax-api/2.0/mlflow/runs/get", {"run_id": run_id})
+    assert response.status_code == 200 and response.json()["run"]["info"]["run_id"] == run_id
+
+
+def test_get_run_query_count_is_flat(api, exp_id, django_assert_num_queries):
+    run_id = new_run(api, exp_id)
+    api.post("runs/log-batch", {"run_id": run_id, "metrics": [{"key": f"m{i}", "value": i, "timestamp": 1} for i in range(30)],
+                                "params": [{"key": f"p{i}", "value": "v"} for i in range(30)]})
+    # token, run (access), run + 6 prefetches for the JSON
+    with django_assert_num_queries(9):
+        assert len(get_run(api, run_id)["data"]["metrics"]) == 30

@@ -79,7 +79,8 @@ def test_log_model_and_load_it_back(mlflow_client):
     with mlflow.start_run() as run:
         mlflow.log_metric("rmse", 0.0)
         model = LinearRegression().fit(X, y)
-        info = mlflow.sklearn.log_model(model, name="model", input_example=X[:1])
+        # Explicit requirements: skips the slow requirement inference subprocess.
+        info = mlflow.sklearn.log_model(model, name="model", input_example=X[:1], pip_requirements=["scikit-learn"])
 
     assert info.model_uri.startswith("models:/m-")
     logged = mlflow_client.get_logged_model(info.model_id)
