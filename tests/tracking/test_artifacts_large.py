@@ -96,3 +96,48 @@ def test_200mb_upload_and_download_stream_through_live_server(live_server, owner
     assert received == SIZE_MB * 1024 * 1024
     assert digest.hexdigest() == sha
     assert growth < MAX_RSS_GROWTH, f"RSS grew by {growth / 2**20:.0f} MB while moving a {SIZE_MB} MB file"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_client_disconnecting_mid_upload_leaves_no_file(live_server, owner, _artifact_root, monkeypatch):
+    """A real socket closed half-way through the body: the server keeps neither the file nor a temp file."""
+    import socket
+    from urllib.parse import urlparse
+
+    from core import artifacts
+    from tracking.services import create_experiment
+
+    experiment = create_experiment(user=owner, name="aborted-upload")
+    _, token = create_api_token(user=owner, name="abort")
+    relative = f"{experiment.pk}/run/artifacts/model.pkl"
+
+    finished = threading.Event()
+    outcome = {}
+    real_save = artifacts.save_stream
+
+    def watched(*args, **kwargs):
+        try:
+            outcome["written"] = real_save(*args, **kwargs)
+        except BaseException as exc:
+            outcome["error"] = exc
+            raise
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(artifacts, "save_stream", watched)
+    url = urlparse(live_server.url)
+    declared, sent = 8 * 1024 * 1024, 3 * 1024 * 1024 + 123
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"PUT /api/2.0/mlflow-artifacts/artifacts/{relative} HTTP/1.1\r\n"
+                f"Host: {url.netloc}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+            ).encode()
+        )
+        sock.sendall(b"p" * sent)
+        sock.shutdown(socket.SHUT_WR)
+    assert finished.wait(10), "the server never finished reading the upload"
+    assert isinstance(outcome.get("error"), artifacts.IncompleteUpload)
+    assert f"after {sent} of {declared} bytes" in str(outcome["error"])
+    assert not _artifact_root.exists() or [p for p in _artifact_root.rglob("*") if p.is_file()] == []
