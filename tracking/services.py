@@ -172,6 +172,9 @@ def delete_experiment(*, experiment: Experiment) -> None:
     """Soft-delete the experiment and its runs. The Default experiment (id 0) cannot be deleted."""
     if experiment.pk == 0:
         raise InvalidParameter("Cannot delete the default experiment '0'. This is an internally reserved experiment.")
+    if experiment.lifecycle_stage != ACTIVE:
+        # MLflow looks the experiment up among active ones only.
+        raise DoesNotExist(f"No Experiment with id={experiment.pk} exists")
     now = now_ms()
     Experiment.objects.filter(pk=experiment.pk).update(lifecycle_stage=DELETED, deleted_time=now, last_update_time=now)
     Run.objects.filter(experiment=experiment, lifecycle_stage=ACTIVE).update(lifecycle_stage=DELETED, deleted_time=now)
@@ -179,11 +182,10 @@ def delete_experiment(*, experiment: Experiment) -> None:
 
 @transaction.atomic
 def restore_experiment(*, experiment: Experiment) -> None:
-    """Restore a deleted experiment and its runs. Raises InvalidParameter when it is active."""
+    """Restore a deleted experiment and all its runs (as MLflow). Raises DoesNotExist when it is active."""
     if experiment.lifecycle_stage == ACTIVE:
-        raise InvalidParameter(
-            f"Cannot restore an active experiment. Experiment {experiment.experiment_id} is active."
-        )
+        # MLflow looks the experiment up among deleted ones only.
+        raise DoesNotExist(f"No Experiment with id={experiment.pk} exists")
     Experiment.objects.filter(pk=experiment.pk).update(lifecycle_stage=ACTIVE, deleted_time=None, last_update_time=now_ms())
     Run.objects.filter(experiment=experiment, lifecycle_stage=DELETED).update(lifecycle_stage=ACTIVE, deleted_time=None)
 

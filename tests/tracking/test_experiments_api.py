@@ -114,8 +114,12 @@ def test_delete_and_restore_cascade_to_runs(api):
     assert "must be in the 'active' state" in response.json()["message"]
     assert api.post("experiments/restore", {"experiment_id": exp_id}).json() == {}
     assert Run.objects.get(pk=run_id).lifecycle_stage == "active"
+    # As MLflow: restore looks among deleted experiments, delete among active ones.
     response = api.post("experiments/restore", {"experiment_id": exp_id})
-    assert response.status_code == 400
+    assert response.status_code == 404
+    assert response.json()["message"] == f"No Experiment with id={exp_id} exists"
+    api.post("experiments/delete", {"experiment_id": exp_id})
+    assert api.post("experiments/delete", {"experiment_id": exp_id}).status_code == 404
 
 
 def test_default_experiment_cannot_be_deleted(api):
