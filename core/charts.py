@@ -226,3 +226,60 @@ def bar_chart(items: list[tuple[str, float]], *, width: int = 640, title: str = 
         )
     out.append("</svg>")
     return mark_safe("".join(out))
+
+
+def scatter_chart(
+    points: list[tuple[str, float, float, str]], *, x_label: str, y_label: str, width: int = 640, height: int = 300
+) -> SafeString:
+    """One dot per (label, x, y, colour): a parameter or metric against a metric across runs."""
+    drawn = [(n, float(x), float(y), c) for n, x, y, c in points if math.isfinite(x) and math.isfinite(y)]
+    label = escape(f"{y_label} against {x_label}")
+    if not drawn:
+        return mark_safe(
+            f'<svg class="chart scatter empty" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="100%">'
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="chart-note">No run has numeric values for both</text></svg>'
+        )
+    pad_left, pad_right, pad_top, pad_bottom = 60, 16, 14, 40
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    xs, ys = [p[1] for p in drawn], [p[2] for p in drawn]
+    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+    if x_lo == x_hi:
+        x_lo, x_hi = x_lo - (abs(x_lo) * 0.1 or 1), x_hi + (abs(x_hi) * 0.1 or 1)
+    if y_lo == y_hi:
+        y_lo, y_hi = y_lo - (abs(y_lo) * 0.1 or 1), y_hi + (abs(y_hi) * 0.1 or 1)
+    # A little air so dots on the edge are not cut.
+    x_pad, y_pad = (x_hi - x_lo) * 0.05, (y_hi - y_lo) * 0.05
+    x_lo, x_hi, y_lo, y_hi = x_lo - x_pad, x_hi + x_pad, y_lo - y_pad, y_hi + y_pad
+
+    def sx(v):
+        return pad_left + (v - x_lo) / (x_hi - x_lo) * plot_w
+
+    def sy(v):
+        return pad_top + (1 - (v - y_lo) / (y_hi - y_lo)) * plot_h
+
+    out = [
+        f'<svg class="chart scatter" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" width="100%" '
+        f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg"><title>{label}</title>'
+    ]
+    for tick in nice_ticks(y_lo, y_hi):
+        out.append(
+            f'<line class="grid" x1="{pad_left}" x2="{width - pad_right}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}"/>'
+            f'<text class="tick" x="{pad_left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end">{format_number(tick)}</text>'
+        )
+    for tick in nice_ticks(x_lo, x_hi, 6):
+        out.append(
+            f'<line class="grid" x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{pad_top}" y2="{pad_top + plot_h}"/>'
+            f'<text class="tick" x="{sx(tick):.1f}" y="{pad_top + plot_h + 16}" text-anchor="middle">{format_number(tick)}</text>'
+        )
+    out.append(
+        f'<text class="axis-label" x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>'
+        f'<text class="axis-label" x="12" y="{pad_top + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {pad_top + plot_h / 2})">{escape(y_label)}</text>'
+    )
+    for name, x, y, color in drawn:
+        out.append(
+            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{color}" fill-opacity="0.85" stroke="#fff">'
+            f"<title>{escape(name)}: {escape(x_label)}={format_number(x)}, {escape(y_label)}={format_number(y)}</title></circle>"
+        )
+    out.append("</svg>")
+    return mark_safe("".join(out))

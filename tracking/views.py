@@ -462,8 +462,33 @@ def run_compare(request):
     chosen = request.GET.get("metric") or (metric_keys[0] if metric_keys else "")
     if chosen and chosen not in metrics:
         chosen = metric_keys[0] if metric_keys else ""
+    axes = [f"metrics.{key}" for key in metric_keys] + [f"params.{key}" for key in sorted(params)]
+    numeric_params = [f"params.{key}" for key in sorted(params) if all(_number(v) is not None for v in params[key].values())]
+    y_axis = request.GET.get("y") if request.GET.get("y") in axes else (f"metrics.{chosen}" if chosen else "")
+    x_default = next((a for a in numeric_params), next((a for a in axes if a != y_axis), ""))
+    x_axis = request.GET.get("x") if request.GET.get("x") in axes else x_default
+    colors = [charts.PALETTE[i % len(charts.PALETTE)] for i in range(len(runs))]
+
+    def axis_value(axis: str, run_id: str):
+        kind, _, key = axis.partition(".")
+        return _number((params if kind == "params" else metrics).get(key, {}).get(run_id))
+
+    scatter = None
+    if x_axis and y_axis:
+        points = []
+        for run, color in zip(runs, colors):
+            x, y = axis_value(x_axis, run.run_uuid), axis_value(y_axis, run.run_uuid)
+            if x is not None and y is not None:
+                points.append((str(run), x, y, color))
+        scatter = charts.scatter_chart(points, x_label=x_axis, y_label=y_axis)
+    if _wants_partial(request, "compare-scatter") and request.htmx.target == "compare-scatter":
+        return render(request, "tracking/run_compare.html#compare-scatter", {"scatter": scatter, "x_axis": x_axis, "y_axis": y_axis})
     context = {
-        "runs": [{"run": run, "color": charts.PALETTE[i % len(charts.PALETTE)]} for i, run in enumerate(runs)],
+        "axes": axes,
+        "x_axis": x_axis,
+        "y_axis": y_axis,
+        "scatter": scatter,
+        "runs": [{"run": run, "color": color} for run, color in zip(runs, colors)],
         "sections": [("Metrics", table(metrics, metric_cell)), ("Parameters", table(params, param_cell))],
         "metric_keys": metric_keys,
         "chosen_metric": chosen,
@@ -472,6 +497,16 @@ def run_compare(request):
         "run_ids": run_ids,
     }
     return _page(request, "tracking/run_compare.html", "compare-chart", context)
+
+
+def _number(value) -> float | None:
+    """A param or metric value as a float, or None when it is not a number."""
+    if value is None or value == "NaN":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _compare_chart(runs: list[Run], key: str, latest: dict):

@@ -93,6 +93,9 @@ def test_runs_table_filter_sort_compare(signed_in_page, owner, tracked, screensh
     page.select_option("#compare-metric", "r2")
     page.wait_for_function("location.search.includes('metric=r2')")
     assert page.locator("#compare-chart svg.bars").count() == 1
+    page.select_option("#scatter-y", "metrics.rmse")
+    page.wait_for_function("location.search.includes('y=metrics.rmse')")
+    assert page.locator("#compare-scatter circle").count() == 2
     screenshot(page, "run-compare")
 
 

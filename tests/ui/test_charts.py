@@ -68,3 +68,11 @@ def test_bar_chart_has_a_bar_per_finite_value():
     svg = charts.bar_chart([("run-a", 0.5), ("run-b", -0.25), ("run-c", float("nan")), ("run-d", None)], title="r2")
     assert svg.count("<rect") == 2
     assert "run-c" in svg and "nan" in svg and "—" in svg
+
+
+def test_scatter_chart_draws_numeric_points_only():
+    svg = charts.scatter_chart(
+        [("a", 0.1, 0.5, "#000"), ("b", 0.9, 0.3, "#111"), ("c", float("nan"), 1.0, "#222")], x_label="alpha", y_label="rmse"
+    )
+    assert svg.count("<circle") == 2 and "rmse against alpha" in svg
+    assert "No run has numeric values" in charts.scatter_chart([], x_label="x", y_label="y")

@@ -411,3 +411,18 @@ def test_header_highlights_the_section_of_the_page(web, experiment):
     html = web.get(f"/experiments/{experiment.pk}/").content.decode()
     assert 'href="/experiments/" aria-current="page"' in html
     assert 'href="/models/" aria-current="page"' in web.get("/models/").content.decode()
+
+
+def test_compare_scatter_plots_a_param_against_a_metric(web, owner, experiment):
+    runs = [
+        data.run(owner, experiment, name=f"r{i}", params={"alpha": str(a), "solver": "lbfgs"}, metrics={"rmse": [r]})
+        for i, (a, r) in enumerate([(0.1, 0.9), (0.5, 0.7), (0.9, 0.6)])
+    ]
+    query = {"runs": [r.run_uuid for r in runs]}
+    response = web.get("/runs/compare/", query)
+    assert (response.context["x_axis"], response.context["y_axis"]) == ("params.alpha", "metrics.rmse")
+    assert "params.solver" in response.context["axes"]
+    assert response.content.decode().count('<circle cx=') >= 3
+    partial = web.get("/runs/compare/", {**query, "x": "params.solver", "y": "metrics.rmse"}, **htmx("compare-scatter"))
+    html = partial.content.decode()
+    assert html.strip().startswith('<div id="compare-scatter">') and "No run has numeric values" in html
