@@ -11,5 +11,10 @@ urlpatterns = [
     path("runs/compare/", views.run_compare, name="run_compare"),
     path("runs/<str:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<str:run_id>/artifacts/<path:path>", views.artifact_download, name="artifact_download"),
+    path(
+        "runs/<str:run_id>/models/<str:model_id>/artifacts/<path:path>",
+        views.artifact_download,
+        name="model_artifact_download",
+    ),
     path("search/", views.search_view, name="search"),
 ]

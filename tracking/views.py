@@ -24,7 +24,7 @@ from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from tracking import access, search
-from tracking.models import ACTIVE, ExperimentTag, LatestMetric, Metric, Param, Run, RunInput, RunModelOutput, RunTag
+from tracking.models import ACTIVE, ExperimentTag, LatestMetric, LoggedModel, Metric, Param, Run, RunInput, RunModelOutput, RunTag
 
 EXPERIMENTS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
@@ -286,12 +286,26 @@ def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) ->
 # --------------------------------------------------------------------------- runs
 
 
-def _artifact_root(run: Run) -> str | None:
-    """The run's folder in artifact storage, or None when it lives elsewhere (e.g. a file: URI)."""
+def _artifact_root(run: Run, model: LoggedModel | None = None) -> str | None:
+    """The folder in artifact storage of the run (or of one of its logged models), or None when
+    it lives elsewhere (e.g. a file: URI)."""
     try:
-        return artifact_store.uri_to_path(run.artifact_uri)
+        return artifact_store.uri_to_path(model.artifact_location if model else run.artifact_uri)
     except InvalidParameter:
         return None
+
+
+def _run_logged_model(request, run: Run, model_id: str | None) -> LoggedModel | None:
+    """A logged model of this run (its source run or one of its outputs); 404 for any other id.
+
+    MLflow 3 stores a model's files under the model, not the run, so the run page browses both.
+    """
+    if not model_id:
+        return None
+    model = _get_or_404(access.get_logged_model_for_user, request.user, model_id)
+    if model.source_run_id != run.run_uuid and not RunModelOutput.objects.filter(run=run, model=model).exists():
+        raise Http404(f"Logged model '{model_id}' does not belong to run {run.run_uuid}")
+    return model
 
 
 def _is_text(name: str) -> bool:
@@ -299,12 +313,17 @@ def _is_text(name: str) -> bool:
     return base in TEXT_NAMES or posixpath.splitext(base)[1].lower() in TEXT_EXTENSIONS
 
 
-def _artifacts_context(run: Run, path: str) -> dict:
-    """Listing of the folder `path` (relative to the run's artifacts) and a preview when it is a file."""
-    root = _artifact_root(run)
-    context = {"artifact_path": path, "artifact_root": root, "entries": [], "preview": None, "artifact_error": ""}
+def _artifacts_context(run: Run, path: str, model: LoggedModel | None = None) -> dict:
+    """Listing of the folder `path` (relative to the run's or the logged model's artifacts) and a
+    preview when it is a file."""
+    root = _artifact_root(run, model)
+    context = {
+        "artifact_path": path, "artifact_root": root, "entries": [], "preview": None, "artifact_error": "",
+        "artifact_model": model, "model_query": f"model={model.model_id}&" if model else "",
+    }
     if root is None:
-        context["artifact_error"] = f"Artifacts are stored outside this server ({run.artifact_uri})."
+        uri = model.artifact_location if model else run.artifact_uri
+        context["artifact_error"] = f"Artifacts are stored outside this server ({uri})."
         return context
     try:
         full = artifact_store.join(root, path) if path else root
@@ -354,7 +373,8 @@ def _chart_histories(run_ids: list[str], keys: list[str] | None = None) -> dict:
 @require_GET
 def run_detail(request, run_id: str):
     run = _get_or_404(access.get_run_for_user, request.user, run_id)
-    artifacts = _artifacts_context(run, request.GET.get("path", "").strip("/"))
+    model = _run_logged_model(request, run, request.GET.get("model"))
+    artifacts = _artifacts_context(run, request.GET.get("path", "").strip("/"), model)
     if request.htmx and _wants_partial(request) and request.htmx.target == "artifacts":
         return render(request, "tracking/run_detail.html#artifacts", {"run": run, **artifacts})
 
@@ -409,10 +429,10 @@ def run_detail(request, run_id: str):
 
 
 @require_GET
-def artifact_download(request, run_id: str, path: str):
-    """Stream one artifact of the run; `?inline=1` shows images in the page."""
+def artifact_download(request, run_id: str, path: str, model_id: str | None = None):
+    """Stream one artifact of the run (or of its logged model `model_id`); `?inline=1` shows images in the page."""
     run = _get_or_404(access.get_run_for_user, request.user, run_id)
-    root = _artifact_root(run)
+    root = _artifact_root(run, _run_logged_model(request, run, model_id))
     if root is None:
         raise Http404("Artifacts are stored outside this server")
     try:

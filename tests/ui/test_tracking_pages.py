@@ -426,3 +426,25 @@ def test_compare_scatter_plots_a_param_against_a_metric(web, owner, experiment):
     partial = web.get("/runs/compare/", {**query, "x": "params.solver", "y": "metrics.rmse"}, **htmx("compare-scatter"))
     html = partial.content.decode()
     assert html.strip().startswith('<div id="compare-scatter">') and "No run has numeric values" in html
+
+
+def test_run_page_browses_and_downloads_its_logged_models_files(web, owner, experiment, run, _artifact_root):
+    from tracking import services
+
+    model = services.create_logged_model(user=owner, experiment=experiment, name="model", source_run=run)
+    services.log_outputs(run=run, models=[{"model_id": model.model_id, "step": 0}])
+    folder = _artifact_root / model.artifact_location.split(":/", 1)[1]
+    folder.mkdir(parents=True)
+    (folder / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert f'href="?model={model.model_id}#artifacts"' in html
+    partial = web.get(f"/runs/{run.run_uuid}/", {"model": model.model_id, "path": "MLmodel"}, **htmx("artifacts")).content.decode()
+    assert "artifact_path: model" in partial
+    assert f'href="/runs/{run.run_uuid}/models/{model.model_id}/artifacts/MLmodel"' in partial
+    response = web.get(f"/runs/{run.run_uuid}/models/{model.model_id}/artifacts/MLmodel")
+    assert b"".join(response.streaming_content) == b"artifact_path: model\nflavors: {}\n"
+    # A model of another run is not reachable through this run.
+    other_run = data.run(owner, experiment, name="other")
+    assert web.get(f"/runs/{other_run.run_uuid}/", {"model": model.model_id}).status_code == 404
+    assert web.get(f"/runs/{other_run.run_uuid}/models/{model.model_id}/artifacts/MLmodel").status_code == 404
+    assert web.get(f"/runs/{run.run_uuid}/", {"model": "m-missing"}).status_code == 404
