@@ -340,6 +340,13 @@ def set_logged_model_tags(request, params, model_id):
     return {}
 
 
+@api_view("POST")
+def log_logged_model_params(request, params, model_id):
+    model = get_logged_model_for_user(request.user, model_id, action="edit")
+    services.log_logged_model_params(model=model, params=params.object_list("params"))
+    return {}
+
+
 @api_view("DELETE")
 def delete_logged_model_tag(request, params, model_id, tag_key):
     model = get_logged_model_for_user(request.user, model_id, action="edit")
@@ -398,5 +405,6 @@ urlpatterns = [
     path("logged-models/search", search_logged_models),
     path("logged-models/<str:model_id>", logged_model),
     path("logged-models/<str:model_id>/tags", set_logged_model_tags),
+    path("logged-models/<str:model_id>/params", log_logged_model_params),
     path("logged-models/<str:model_id>/tags/<path:tag_key>", delete_logged_model_tag),
 ]

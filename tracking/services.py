@@ -702,6 +702,25 @@ def delete_logged_model(*, model: LoggedModel) -> None:
 
 
 @transaction.atomic
+def log_logged_model_params(*, model: LoggedModel, params) -> None:
+    """Add params to a logged model; re-logging a value is a no-op, changing one is refused."""
+    pairs = _tag_pairs(params, "params", MAX_PARAM_VAL_LENGTH)
+    existing = dict(LoggedModelParam.objects.filter(model=model, key__in=[k for k, _ in pairs]).values_list("key", "value"))
+    new = {}
+    for key, value in pairs:
+        old = existing.get(key, new.get(key))
+        if old is not None and old != value:
+            raise InvalidParameter(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged "
+                f"with value='{old}' for logged model ID='{model.model_id}'. Attempted logging new value '{value}'."
+            )
+        if key not in existing:
+            new[key] = value
+    LoggedModelParam.objects.bulk_create([LoggedModelParam(model=model, key=k, value=v) for k, v in new.items()])
+    LoggedModel.objects.filter(pk=model.pk).update(last_updated_timestamp_ms=now_ms())
+
+
+@transaction.atomic
 def set_logged_model_tags(*, model: LoggedModel, tags) -> None:
     pairs = dict(_tag_pairs(tags))
     existing = {t.key: t for t in LoggedModelTag.objects.filter(model=model, key__in=list(pairs))}

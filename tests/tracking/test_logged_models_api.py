@@ -88,6 +88,16 @@ def test_tags(api, exp_id):
     error(api.patch("logged-models/m-nope/tags", {"tags": []}), 404, "RESOURCE_DOES_NOT_EXIST")
 
 
+def test_log_params(api, exp_id):
+    model_id = create(api, exp_id, name="m", params=[{"key": "a", "value": "1"}])["info"]["model_id"]
+    body = {"model_id": model_id, "params": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]}
+    assert api.post(f"logged-models/{model_id}/params", body).json() == {}
+    params = api.get(f"logged-models/{model_id}").json()["model"]["data"]["params"]
+    assert params == [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+    assert "Changing param values is not allowed" in error(api.post(f"logged-models/{model_id}/params", {"params": [{"key": "a", "value": "9"}]}))
+    error(api.post("logged-models/m-missing/params", {"params": []}), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
 class TestSearch:
     @pytest.fixture
     def models(self, api, owner, exp_id, run_id):

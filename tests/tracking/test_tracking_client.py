@@ -90,5 +90,12 @@ def test_log_model_and_load_it_back(mlflow_client):
     outputs = mlflow_client.get_run(run.info.run_id).outputs.model_outputs
     assert [o.model_id for o in outputs] == [info.model_id]
 
+    mlflow_client.log_model_params(info.model_id, {"solver": "lsqr"})
+    mlflow_client.set_logged_model_tags(info.model_id, {"stage": "candidate"})
+    logged = mlflow_client.get_logged_model(info.model_id)
+    assert logged.params["solver"] == "lsqr" and logged.tags["stage"] == "candidate"
+    found = mlflow_client.search_logged_models(experiment_ids=[logged.experiment_id], filter_string="metrics.rmse < 1")
+    assert [m.model_id for m in found] == [info.model_id]
+
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert np.allclose(loaded.predict(np.array([[5.0]])), [10.0])
