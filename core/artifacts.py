@@ -33,6 +33,7 @@ ARTIFACT_SCHEME = "mlflow-artifacts"
 TEMP_PREFIX = ".sg-upload-"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_EXPERIMENT_ID = re.compile(r"^(0|[1-9][0-9]{0,18})\Z")
 
 
 class IncompleteUpload(InvalidParameter):
@@ -109,7 +110,8 @@ def experiment_id_of(path: str) -> str | None:
     except InvalidParameter:
         return None
     first = path.split("/", 1)[0]
-    return first if first.isdigit() else None
+    # Canonical ASCII numbers only: "007" or "١" would alias experiment 7 / 1 in a folder it does not own.
+    return first if _EXPERIMENT_ID.match(first) else None
 
 
 # --------------------------------------------------------------------------- access rules
@@ -136,7 +138,7 @@ def check_access(user, path: str, *, write: bool) -> None:
     """Raise PermissionDenied / DoesNotExist unless `user` may read (or write) the artifact `path`."""
     path = normalize_path(path)
     first = path.split("/", 1)[0]
-    rule = _ACCESS_RULES.get(EXPERIMENT_PREFIX if first.isdigit() else first) if first else None
+    rule = _ACCESS_RULES.get(EXPERIMENT_PREFIX if experiment_id_of(first) else first) if first else None
     if rule is not None:
         rule(user, path, write=write)
         return
@@ -360,7 +362,7 @@ def save_stream(path: str, stream, *, chunk_size: int = CHUNK_SIZE, expected_siz
                 raise IncompleteUpload(
                     f"Upload of '{path}' ended after {written} of {expected_size} bytes; nothing was stored."
                 )
-        os.chmod(temp, storage.file_permissions_mode or (0o666 & ~_umask()))
+        os.chmod(temp, storage.file_permissions_mode or (0o666 & ~_UMASK))
         os.replace(temp, local)
     except BaseException:
         try:
@@ -371,10 +373,15 @@ def save_stream(path: str, stream, *, chunk_size: int = CHUNK_SIZE, expected_siz
     return written
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask() is process-wide, and flipping it while other
+# threads create files would give them world-writable modes.
+_UMASK = _read_umask()
 
 
 def _save_remote(storage, path, stream, *, chunk_size, expected_size) -> int:

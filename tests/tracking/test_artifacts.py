@@ -292,6 +292,20 @@ def test_upload_into_a_missing_experiment_is_404(api, experiment, _artifact_root
     assert not _artifact_root.exists() or files_below(_artifact_root) == []
 
 
+@pytest.mark.parametrize("exp", ["99999999999999999999999", "0000", "007", "\u0661"])
+def test_non_canonical_experiment_folders_are_not_experiments(api, exp):
+    # Not an alias of experiment 0/7/1: an unclaimed folder, for administrators only.
+    response = api.get(BASE, {"path": f"{exp}/run/artifacts"})
+    assert response.status_code == 403
+    assert response.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def test_experiment_id_beyond_bigint_is_a_clean_404(api):
+    response = api.get(BASE, {"path": "9223372036854775808/run/artifacts"})
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
 def test_experiment_folders_ask_tracking_access(api, run_dir, experiment, monkeypatch):
     from tracking import access
 

@@ -79,7 +79,10 @@ def test_path_to_uri_roundtrip():
 
 @pytest.mark.parametrize(
     "path,expected",
-    [("1/abc/artifacts", "1"), ("42", "42"), ("models/x", None), ("", None), ("../1", None), ("1a/x", None)],
+    [
+        ("1/abc/artifacts", "1"), ("42", "42"), ("0/x", "0"), ("models/x", None), ("", None), ("../1", None),
+        ("1a/x", None), ("007/x", None), ("\u0661/x", None), ("99999999999999999999/x", None), ("-1/x", None),
+    ],
 )
 def test_experiment_id_of(path, expected):
     assert artifacts.experiment_id_of(path) == expected
