@@ -63,6 +63,16 @@ def test_tracking_flow_with_real_client(mlflow_client):
         mlflow_client.get_run("f" * 32)
     assert excinfo.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
+    import pandas as pd
+
+    with mlflow.start_run(run_id=run_ids["ok"]):
+        frame = pd.DataFrame({"alcohol": [1.0, 2.0], "quality": [5.0, 6.0]})
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="wine", targets="quality"), context="training")
+    inputs = mlflow_client.get_run(run_ids["ok"]).inputs.dataset_inputs
+    assert [(i.dataset.name, i.tags[0].value) for i in inputs] == [("wine", "training")]
+    found = mlflow_client.search_runs([experiment.experiment_id], filter_string="datasets.context = 'training'")
+    assert [r.info.run_name for r in found] == ["ok"]
+
     mlflow_client.delete_run(run_ids["bad"])
     assert [r.info.run_name for r in mlflow_client.search_runs([experiment.experiment_id], order_by=["attributes.run_name ASC"])] == ["good", "ok"]
 
