@@ -106,13 +106,23 @@ def make_version(owner, model_files):
 
 
 def _redis_url() -> str:
-    return os.environ.get("STAGEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
+    """The registry tests' own Redis DB (4), on the broker's host when one is configured (CI)."""
+    if os.environ.get("STAGEGATE_TEST_REDIS_URL"):
+        return os.environ["STAGEGATE_TEST_REDIS_URL"]
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+
+    broker = settings.CELERY_BROKER_URL or ""
+    if broker.startswith("redis"):
+        parts = urlsplit(broker)
+        return urlunsplit((parts.scheme, parts.netloc, "/4", "", ""))
+    return "redis://127.0.0.1:6379/4"
 
 
 def _reset_connections(app) -> None:
     """Producers must (re)connect to the broker URL set for the test."""
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Dropped, not closed: kombu's global producer pools may still hold the old connection pool.
     app._pool = None
     app.amqp._producer_pool = None
 

@@ -197,7 +197,8 @@ def test_search_query_counts_do_not_grow_with_rows(api, owner, make_version):
             name = f"{prefix}{i:02d}"
             services.create_registered_model(name=name, user=owner, tags=[{"key": "k", "value": "v"}])
             make_version(name, stage="Production", tags=[{"key": "t", "value": "x"}])
-            make_version(name)
+            if i % 5 == 0:  # some models with two stages in latest_versions
+                make_version(name)
             services.set_registered_model_alias(name=name, alias="champion", version=1, user=owner)
 
     populate("one", 1)
