@@ -252,6 +252,20 @@ STAGEGATE_BASIC_AUTH_CACHE_SECONDS = env_int("STAGEGATE_BASIC_AUTH_CACHE_SECONDS
 # Base URL used in links sent by mail and in guiding error messages.
 STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", "http://127.0.0.1:8000")
 
+# Governance (core.permissions). The level every signed-in user has on registered models and
+# experiments they were not granted: empty = none (private unless shared), CAN_READ for an open
+# organisation. The shared "Default" experiment (id 0) has its own floor. With RESTRICT_*_CREATION
+# only superusers and users/groups given Django's `registry.add_registeredmodel` /
+# `tracking.add_experiment` permission may create them (Databricks' CAN_CREATE_REGISTERED_MODEL).
+_LEVELS = {"", "NONE", "CAN_READ", "CAN_EDIT", "CAN_MANAGE_STAGING_VERSIONS", "CAN_MANAGE_PRODUCTION_VERSIONS", "CAN_MANAGE"}
+STAGEGATE_DEFAULT_PERMISSION = env_str("STAGEGATE_DEFAULT_PERMISSION").strip().upper()
+STAGEGATE_DEFAULT_EXPERIMENT_PERMISSION = env_str("STAGEGATE_DEFAULT_EXPERIMENT_PERMISSION", "CAN_EDIT").strip().upper()
+for _name in ("STAGEGATE_DEFAULT_PERMISSION", "STAGEGATE_DEFAULT_EXPERIMENT_PERMISSION"):
+    if globals()[_name] not in _LEVELS:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]!r} is not a permission level ({', '.join(sorted(_LEVELS - {''}))})")
+STAGEGATE_RESTRICT_MODEL_CREATION = env_bool("STAGEGATE_RESTRICT_MODEL_CREATION", False)
+STAGEGATE_RESTRICT_EXPERIMENT_CREATION = env_bool("STAGEGATE_RESTRICT_EXPERIMENT_CREATION", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
