@@ -76,3 +76,24 @@ def get_model_version_for_user(user, name: str, version: int, *, action: str = R
         raise not_found_version(name, version)
     check(user, mv.registered_model, action)
     return mv
+
+
+def artifact_rule(user, relative: str, *, write: bool) -> None:
+    """Who may touch `registry/<model pk>/<version>/…` through the artifact proxy.
+
+    The registry writes those copies itself (never through the proxy), so writes are refused
+    for everyone; reads need read access to the model (404 for a model the user cannot see).
+    """
+    if write:
+        raise PermissionDenied("Permission denied: registered model versions are read-only.")
+    parts = relative.split("/")
+    if len(parts) < 2 or not parts[1].isdigit():
+        if getattr(user, "is_superuser", False):
+            return
+        raise PermissionDenied("Permission denied: list a registered model version's folder, not the registry root.")
+    pk = int(parts[1])
+    # A folder with no model row (an orphan left by a failed delete) is served like any missing
+    # path; a model the user cannot see answers 404 as if it had no files.
+    model = RegisteredModel.objects.filter(pk=pk).first()
+    if model is not None and not registered_models_visible_to(user).filter(pk=pk).exists():
+        raise DoesNotExist(f"No such artifact: '{relative}'")

@@ -249,3 +249,13 @@ def test_responses_are_json_strings_for_versions(api, registered):
     raw = api.get("model-versions/search", {"filter": "name='lr'"}).content.decode()
     assert '"version": "1"' in raw or '"version":"1"' in raw
     assert json.loads(raw)["model_versions"][0]["status"] == "READY"
+
+
+def test_version_copies_are_read_only_through_the_artifact_proxy(api, registered, api_for, admin):
+    pk = RegisteredModel.objects.get(name="lr").pk
+    r = api.put(f"/api/2.0/mlflow-artifacts/artifacts/registry/{pk}/1/model.pkl", b"tampered")
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
+    assert api.get(f"/api/2.0/mlflow-artifacts/artifacts/registry/{pk}/1/MLmodel").status_code == 200
+    # The registry root is not listable by ordinary users (it would reveal every model).
+    assert api.get("/api/2.0/mlflow-artifacts/artifacts", {"path": "registry"}).status_code == 403
+    assert api_for(admin).get("/api/2.0/mlflow-artifacts/artifacts", {"path": "registry"}).status_code == 200
