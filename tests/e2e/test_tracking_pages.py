@@ -143,7 +143,11 @@ def test_pages_work_without_javascript(browser, live_server, owner, tracked, scr
         page.check(f"input[name=runs][value='{runs[2].run_uuid}']")
         page.click("text=Compare selected")
         page.wait_for_url(re.compile(r"/runs/compare/"))
-        assert page.locator("svg.chart").count() == 1
+        assert page.locator("#compare-chart svg.chart").count() == 1
+        page.select_option("#scatter-x", "metrics.r2")
+        page.click("button:has-text('Plot')")  # the <noscript> submit button
+        page.wait_for_url(re.compile(r"x=metrics.r2"))
+        assert page.locator("#compare-scatter circle").count() == 2
         page.goto(f"/runs/{long.run_uuid}/")
         page.click("#artifacts >> text=notes.txt")
         page.wait_for_url(re.compile(r"path=notes.txt"))
