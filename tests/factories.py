@@ -17,3 +17,12 @@ def user(username: str, *, is_superuser: bool = False, password: str = PASSWORD,
     for name in groups:
         obj.groups.add(Group.objects.get_or_create(name=name)[0])
     return obj
+
+
+def grant(obj, level: str, *, user=None, group: str | None = None):
+    """Give a user (or a group, by name) exactly `level` on a registered model or experiment."""
+    from approvals.services import grant_permission
+
+    group_obj = Group.objects.get_or_create(name=group)[0] if group else None
+    grant_permission(obj=obj, level=level, user=user, group=group_obj)
+    return obj
