@@ -1,0 +1,503 @@
+"""Stagegate against the real MLflow server, side by side, in one run.
+
+    .venv/bin/python bench/compare.py [--runs 2000 --models 50 --versions 20] [--threads 8] [--seconds 20]
+
+What it does, on this machine, on loopback:
+1. installs the real MLflow server (3.x) in its own venv under var/bench/ (once);
+2. creates two PostgreSQL databases (bench_mlflow, bench_stagegate) and starts both servers
+   with the same number of worker processes (MLflow: uvicorn --workers N; Stagegate: gunicorn
+   --workers N), plus the floor: a bare Django primary-key view (bench/floor_app.py);
+3. seeds both through their REST APIs with the same client code (runs with log-batch, registered
+   models x versions with tags, stage transitions), in three growth steps (10 %, 50 %, 100 %);
+4. drives a read mix and a write mix against each, alternating servers, with the same thread
+   count, checking every response (a wrong answer counts as an error);
+5. prints per-endpoint throughput, p50/p99 and the Stagegate/MLflow ratio, server CPU per
+   `registered-models/get` against the floor, and each server's peak memory (RSS of all its
+   processes).
+
+It is a benchmark, not a test: nothing here asserts; read the figures.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "var" / "bench"
+MLFLOW_VENV = WORK / "mlflow-server-venv"
+PG = "postgres://postgres@127.0.0.1:5432"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:  # field 6 of stat: session id
+            pids.append(int(entry))
+    return pids
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], env: dict, port: int, health: str):
+        self.name, self.port, self.url = name, port, f"http://127.0.0.1:{port}"
+        self.log = open(WORK / f"{name}.log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.peak_rss = 0
+        self._sampling = True
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{name} exited; see {self.log.name}")
+            try:
+                if requests.get(self.url + health, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        else:
+            raise SystemExit(f"{name} did not start; see {self.log.name}")
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def pids(self) -> list[int]:
+        return session_pids(self.proc.pid)
+
+    def rss(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            except OSError:
+                pass
+        return total
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+            except (OSError, IndexError):
+                pass
+        return total / CLK_TCK
+
+    def _sample(self):
+        while self._sampling:
+            self.peak_rss = max(self.peak_rss, self.rss())
+            time.sleep(0.2)
+
+    def stop(self):
+        self._sampling = False
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def sh(*cmd, env=None, check=True):
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=check, capture_output=True, text=True)
+
+
+def ensure_mlflow_server() -> Path:
+    python = MLFLOW_VENV / "bin" / "python"
+    if not (MLFLOW_VENV / ".installed").exists():
+        print("installing the MLflow server into", MLFLOW_VENV, flush=True)
+        sh(sys.executable, "-m", "venv", str(MLFLOW_VENV))
+        sh(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip")
+        sh(str(python), "-m", "pip", "install", "-q", "mlflow>=3.17,<4", "psycopg[binary]")
+        # 3.18.0's own wheel is self-contained but pins a skinny release the index may not have yet.
+        sh(str(python), "-m", "pip", "install", "-q", "--no-deps", "mlflow==3.18.0", check=False)
+        (MLFLOW_VENV / ".installed").touch()
+    version = sh(str(python), "-c", "import mlflow; print(mlflow.__version__)").stdout.strip()
+    print("MLflow server version", version, flush=True)
+    return python
+
+
+def recreate_database(name: str):
+    sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}")
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class Client:
+    def __init__(self, name: str, base: str, headers: dict):
+        self.name, self.base = name, base
+        self.local = threading.local()
+        self.headers = {"Content-Type": "application/json", **headers}
+
+    @property
+    def http(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+            self.local.session.headers.update(self.headers)
+        return self.local.session
+
+    def call(self, method: str, path: str, body=None, params=None) -> dict:
+        url = self.base + "/api/2.0/mlflow/" + path
+        if method == "GET":
+            response = self.http.get(url, params=params, timeout=120)
+        else:
+            response = self.http.request(method, url, data=json.dumps(body or {}), timeout=120)
+        if response.status_code != 200:
+            raise AssertionError(f"{method} {path} -> {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    def put_artifact(self, path: str, data: bytes):
+        response = self.http.put(self.base + "/api/2.0/mlflow-artifacts/artifacts/" + path, data=data,
+                                 headers={"Content-Type": "application/octet-stream"}, timeout=120)
+        if response.status_code != 200:
+            raise AssertionError(f"PUT artifact -> {response.status_code} {response.text[:200]}")
+
+
+class Stats:
+    def __init__(self):
+        self.latencies = defaultdict(list)
+        self.errors = defaultdict(int)
+        self.lock = threading.Lock()
+
+    def timed(self, op: str, fn):
+        start = time.perf_counter()
+        try:
+            fn()
+        except Exception as error:  # a wrong answer is an error
+            with self.lock:
+                self.errors[op] += 1
+                if self.errors[op] <= 3:
+                    print(f"  ! {op}: {error}", flush=True)
+            return
+        with self.lock:
+            self.latencies[op].append(time.perf_counter() - start)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+# --------------------------------------------------------------------------- workloads
+
+MLMODEL = b"artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n    python_version: 3.12.0\n"
+
+
+class World:
+    """What was seeded, so reads can be checked."""
+
+    def __init__(self):
+        self.experiment_id = None
+        self.runs: list[str] = []
+        self.model_runs: list[str] = []  # runs that carry an MLmodel file, for versions to point at
+        self.models: dict[str, int] = {}  # name -> versions
+        self.lock = threading.Lock()
+
+
+def seed(client: Client, world: World, *, runs: int, models: int, versions: int, threads: int) -> dict:
+    stats = Stats()
+    if world.experiment_id is None:
+        world.experiment_id = client.call("POST", "experiments/create", {"name": "bench"})["experiment_id"]
+    exp = world.experiment_id
+    rng = random.Random(7)
+
+    def one_run(i):
+        def go():
+            run = client.call("POST", "runs/create", {"experiment_id": exp, "start_time": int(time.time() * 1000), "run_name": f"r{i}"})["run"]["info"]
+            rid = run["run_id"]
+            now = int(time.time() * 1000)
+            client.call("POST", "runs/log-batch", {
+                "run_id": rid,
+                "params": [{"key": f"p{k}", "value": str(rng.random())} for k in range(5)],
+                "metrics": [{"key": f"m{k}", "value": rng.random(), "timestamp": now, "step": 0} for k in range(5)],
+                "tags": [{"key": "team", "value": "bench"}, {"key": "i", "value": str(i)}],
+            })
+            if i % 20 == 0:  # a model file for the runs that versions will point at
+                client.put_artifact(f"{exp}/{rid}/artifacts/model/MLmodel", MLMODEL)
+            client.call("POST", "runs/update", {"run_id": rid, "status": "FINISHED", "end_time": now})
+            with world.lock:
+                world.runs.append(rid)
+                if i % 20 == 0:
+                    world.model_runs.append(rid)
+        stats.timed("seed:run", go)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one_run, range(len(world.runs), len(world.runs) + runs)))
+    model_runs = world.model_runs
+
+    def one_model(m):
+        def go():
+            name = f"model-{m:04d}"
+            if name not in world.models:
+                client.call("POST", "registered-models/create", {"name": name, "tags": [{"key": "team", "value": "bench"}]})
+                world.models[name] = 0
+            for _ in range(versions):
+                rid = rng.choice(model_runs)
+                mv = client.call("POST", "model-versions/create", {"name": name, "source": f"mlflow-artifacts:/{exp}/{rid}/artifacts/model", "run_id": rid})["model_version"]
+                client.call("POST", "model-versions/set-tag", {"name": name, "version": mv["version"], "key": "validated", "value": "true"})
+                world.models[name] += 1
+            n = world.models[name]
+            client.call("POST", "model-versions/transition-stage", {"name": name, "version": str(n), "stage": "Production", "archive_existing_versions": True})
+            if n > 1:
+                client.call("POST", "model-versions/transition-stage", {"name": name, "version": str(n - 1), "stage": "Staging", "archive_existing_versions": False})
+        stats.timed("seed:model", go)
+
+    first = len(world.models)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one_model, range(first, first + models)))
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "errors": sum(stats.errors.values()), "runs": len(world.runs), "versions": sum(world.models.values())}
+
+
+def read_ops(client: Client, world: World, rng: random.Random):
+    names = sorted(world.models)
+    exp = world.experiment_id
+
+    def rm_get():
+        name = rng.choice(names)
+        assert client.call("GET", "registered-models/get", params={"name": name})["registered_model"]["name"] == name
+
+    def latest():
+        name = rng.choice(names)
+        versions = client.call("POST", "registered-models/get-latest-versions", {"name": name})["model_versions"]
+        stages = {v["current_stage"] for v in versions}
+        assert "Production" in stages and all(v["name"] == name for v in versions), stages
+
+    def mv_get():
+        name = rng.choice(names)
+        version = str(rng.randint(1, world.models[name]))
+        assert client.call("GET", "model-versions/get", params={"name": name, "version": version})["model_version"]["version"] == version
+
+    def mv_search():
+        name = rng.choice(names)
+        found = client.call("GET", "model-versions/search", params={"filter": f"name='{name}'", "max_results": 50}).get("model_versions", [])
+        assert len(found) == min(50, world.models[name]) and all(v["name"] == name for v in found)
+
+    def rm_search():
+        prefix = f"model-00{rng.randint(0, 9)}"
+        expected = sum(1 for n in names if n.startswith(prefix))
+        seen, token = 0, None
+        while True:
+            params = {"filter": f"name LIKE '{prefix}%' AND tag.`mlflow.prompt.is_prompt` != 'true'", "max_results": 5}
+            if token:
+                params["page_token"] = token
+            page = client.call("GET", "registered-models/search", params=params)
+            seen += len(page.get("registered_models", []))
+            token = page.get("next_page_token")
+            if not token:
+                break
+        assert seen == expected, (seen, expected)
+
+    def runs_search():
+        threshold = round(rng.uniform(0.2, 0.8), 3)
+        runs = client.call("POST", "runs/search", {"experiment_ids": [exp], "filter": f"metrics.m0 < {threshold}", "order_by": ["metrics.m0 ASC"], "max_results": 100}).get("runs", [])
+        values = [next(m["value"] for m in r["data"]["metrics"] if m["key"] == "m0") for r in runs]
+        assert values == sorted(values) and all(v < threshold for v in values) and runs
+
+    def history():
+        rid = rng.choice(world.runs)
+        points = client.call("GET", "metrics/get-history", params={"run_id": rid, "run_uuid": rid, "metric_key": "m0", "max_results": 25000})["metrics"]
+        assert len(points) == 1 and points[0]["key"] == "m0"
+
+    return {"registered-models/get": rm_get, "get-latest-versions": latest, "model-versions/get": mv_get,
+            "model-versions/search": mv_search, "registered-models/search (LIKE, paged)": rm_search,
+            "runs/search (metric filter+order)": runs_search, "metrics/get-history": history}
+
+
+def write_ops(client: Client, world: World, rng: random.Random):
+    exp = world.experiment_id
+    names = sorted(world.models)
+    model_runs = world.model_runs
+
+    def run_and_batch():
+        rid = client.call("POST", "runs/create", {"experiment_id": exp, "start_time": int(time.time() * 1000)})["run"]["info"]["run_id"]
+        now = int(time.time() * 1000)
+        client.call("POST", "runs/log-batch", {"run_id": rid, "params": [{"key": "a", "value": "1"}], "metrics": [{"key": "m0", "value": rng.random(), "timestamp": now, "step": 0}]})
+
+    def mv_create():
+        name = rng.choice(names)
+        rid = rng.choice(model_runs)
+        mv = client.call("POST", "model-versions/create", {"name": name, "source": f"mlflow-artifacts:/{exp}/{rid}/artifacts/model", "run_id": rid})["model_version"]
+        assert mv["name"] == name and int(mv["version"]) > 0
+        with world.lock:
+            world.models[name] = max(world.models[name], int(mv["version"]))
+
+    def transition():
+        name = rng.choice(names)
+        version = str(rng.randint(1, world.models[name]))
+        mv = client.call("POST", "model-versions/transition-stage", {"name": name, "version": version, "stage": "Staging", "archive_existing_versions": False})["model_version"]
+        assert mv["current_stage"] == "Staging"
+
+    def set_tag():
+        name = rng.choice(names)
+        version = str(rng.randint(1, world.models[name]))
+        client.call("POST", "model-versions/set-tag", {"name": name, "version": version, "key": "checked", "value": str(rng.random())})
+
+    return {"runs/create + log-batch": run_and_batch, "model-versions/create": mv_create,
+            "model-versions/transition-stage": transition, "model-versions/set-tag": set_tag}
+
+
+def drive(ops: dict, *, threads: int, seconds: float) -> tuple[Stats, float]:
+    stats = Stats()
+    names = list(ops)
+    stop = time.monotonic() + seconds
+
+    def worker(i):
+        rng = random.Random(i)
+        while time.monotonic() < stop:
+            op = rng.choice(names)
+            stats.timed(op, ops[op])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    return stats, time.perf_counter() - start
+
+
+def cpu_per_request(server: Server, url: str, headers: dict, n: int = 400) -> float:
+    session = requests.Session()
+    session.headers.update(headers)
+    for _ in range(20):
+        session.get(url, timeout=30)
+    before = server.cpu_seconds()
+    for _ in range(n):
+        assert session.get(url, timeout=30).status_code == 200
+    return (server.cpu_seconds() - before) / n * 1000
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report_mix(title: str, results: dict):
+    print(f"\n## {title}")
+    print(f"{'endpoint':40} {'MLflow ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'Stagegate ops/s':>15} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'errors M/S':>10}")
+    ops = sorted(set(results["mlflow"][0].latencies) | set(results["stagegate"][0].latencies))
+    totals = {}
+    for op in ops + ["ALL"]:
+        row = []
+        for name in ("mlflow", "stagegate"):
+            stats, elapsed = results[name]
+            lat = [x for values in stats.latencies.values() for x in values] if op == "ALL" else stats.latencies.get(op, [])
+            errors = sum(stats.errors.values()) if op == "ALL" else stats.errors.get(op, 0)
+            row.append((len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, errors))
+        (mt, m50, m99, me), (st, s50, s99, se) = row
+        ratio = st / mt if mt else float("inf")
+        totals[op] = (mt, m99, st, s99)
+        print(f"{op:40} {mt:12.1f} {m50:8.1f} {m99:8.1f} | {st:15.1f} {s50:8.1f} {s99:8.1f} | {ratio:6.2f} {me:>4}/{se:<4}")
+    return totals
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--versions", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--steps", default="10,50,100", help="growth steps in percent of the seed")
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    mlflow_python = ensure_mlflow_server()
+    for name in ("bench_mlflow", "bench_stagegate", "bench_floor"):
+        recreate_database(name)
+    artifacts = WORK / "mlflow-artifacts"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    shutil.rmtree(WORK / "stagegate-var", ignore_errors=True)
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "STAGEGATE_", "MLFLOW_"))}
+    sg_env = {**base_env, "DATABASE_URL": f"{PG}/bench_stagegate", "STAGEGATE_VAR_DIR": str(WORK / "stagegate-var"),
+              "STAGEGATE_ADMIN_PASSWORD": "bench-password", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    venv_bin = ROOT / ".venv" / "bin"
+    sh(str(venv_bin / "python"), "manage.py", "migrate", "--noinput", env=sg_env)
+    sh(str(venv_bin / "python"), "manage.py", "bootstrap", env=sg_env)
+    token = sh(str(venv_bin / "python"), "manage.py", "create_api_token", "admin", "--name", "bench", env=sg_env).stdout.strip()
+    floor_env = {**base_env, "DATABASE_URL": f"{PG}/bench_floor"}
+    sh(str(venv_bin / "python"), "bench/floor_app.py", env=floor_env)
+
+    servers = {
+        "mlflow": Server("mlflow", [str(mlflow_python.parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port := free_port()),
+                                    "--workers", str(args.workers), "--backend-store-uri", f"postgresql+psycopg://postgres@127.0.0.1:5432/bench_mlflow",
+                                    "--serve-artifacts", "--artifacts-destination", str(artifacts)], {**base_env}, port, "/health"),
+        "stagegate": Server("stagegate", [str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{(port2 := free_port())}",
+                                          "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], sg_env, port2, "/health"),
+    }
+    floor = Server("floor", [str(venv_bin / "gunicorn"), "bench.floor_app", "--bind", f"127.0.0.1:{(port3 := free_port())}",
+                            "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], floor_env, port3, "/floor/1")
+    clients = {"mlflow": Client("mlflow", servers["mlflow"].url, {}),
+               "stagegate": Client("stagegate", servers["stagegate"].url, {"Authorization": f"Bearer {token}"})}
+    worlds = {"mlflow": World(), "stagegate": World()}
+
+    print(f"\n# Stagegate vs MLflow — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores — "
+          f"{args.workers} workers each, {args.threads} client threads, {args.seconds:.0f} s per mix")
+    try:
+        done = 0
+        steps = [int(s) for s in args.steps.split(",")]
+        for step in steps:
+            share = (step - done) / 100
+            done = step
+            print(f"\n# growth step {step} %")
+            for name in ("mlflow", "stagegate"):
+                result = seed(clients[name], worlds[name], runs=round(args.runs * share), models=round(args.models * share),
+                              versions=args.versions, threads=args.threads)
+                print(f"seed {name:9}: {result}")
+            results = {}
+            for name in ("mlflow", "stagegate"):
+                results[name] = drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds)
+            report_mix(f"read mix at {step} %", results)
+        results = {}
+        for name in ("mlflow", "stagegate"):
+            results[name] = drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds)
+        report_mix("write mix", results)
+
+        name = sorted(worlds["stagegate"].models)[0]
+        sg_cpu = cpu_per_request(servers["stagegate"], f"{servers['stagegate'].url}/api/2.0/mlflow/registered-models/get?name={name}", {"Authorization": f"Bearer {token}"})
+        ml_cpu = cpu_per_request(servers["mlflow"], f"{servers['mlflow'].url}/api/2.0/mlflow/registered-models/get?name={name}", {})
+        floor_cpu = cpu_per_request(floor, f"{floor.url}/floor/7", {})
+        print("\n## server CPU per registered-models/get (ms)")
+        print(f"MLflow {ml_cpu:.2f} | Stagegate {sg_cpu:.2f} | bare Django PK view {floor_cpu:.2f} | Stagegate/floor {sg_cpu / floor_cpu:.2f}")
+        print("\n## peak memory (RSS of all server processes)")
+        for name, server in servers.items():
+            print(f"{name:10} {server.peak_rss / 2**20:8.0f} MB")
+    finally:
+        for server in [*servers.values(), floor]:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
