@@ -1,38 +1,52 @@
-"""Who may see or touch a registered model and its versions: the one place permissions are decided.
+"""Who may see or touch a registered model and its versions: the one place registry permissions are decided.
 
-Permissive for now (every authenticated user reads and writes every model); the
-governance work plugs django-guardian grants in here and nowhere else. Missing
-objects raise MLflow's exact "not found" errors.
+Permissive for now: every signed-in user reads and writes every model (the brief's first
+step), while stage moves are already judged by approvals.policy (called by the transition
+service). Switching to levels is this module alone: `registered_models_visible_to` becomes
+`core.permissions.filter_visible(user, …, min_level=LEVEL_FOR_ACTION[action])` and `check`
+becomes `core.permissions.require_level(...)`; every caller already passes its action.
+Invisible objects raise MLflow's exact "not found" errors (404), forbidden actions 403.
 """
 
 from django.db.models import Prefetch
 
+from core import permissions as perms
 from core.errors import DoesNotExist, PermissionDenied
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias
 
 READ, EDIT, MANAGE = "read", "edit", "manage"
+# The level each action will need once levels are enforced here (Databricks' table).
+LEVEL_FOR_ACTION = {READ: perms.CAN_READ, EDIT: perms.CAN_EDIT, MANAGE: perms.CAN_MANAGE}
 
 
-def registered_models_visible_to(user):
-    """All registered models the user may read, as one queryset (never a per-row check)."""
-    if user is None or not user.is_authenticated:
-        return RegisteredModel.objects.none()
-    return RegisteredModel.objects.all()
+def _active(user) -> bool:
+    return user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", False)
 
 
-def model_versions_visible_to(user):
-    if user is None or not user.is_authenticated:
-        return ModelVersion.objects.none()
-    return ModelVersion.objects.all()
+def registered_models_visible_to(user, *, action: str = READ):
+    """The registered models the user may read (or act on), as one queryset (never a per-row check)."""
+    return RegisteredModel.objects.all() if _active(user) else RegisteredModel.objects.none()
+
+
+def model_versions_visible_to(user, *, action: str = READ):
+    return ModelVersion.objects.all() if _active(user) else ModelVersion.objects.none()
 
 
 def can(user, model: RegisteredModel, action: str) -> bool:
-    return user is not None and user.is_authenticated and user.is_active
+    return _active(user)
 
 
-def check(user, model: RegisteredModel, action: str) -> None:
-    if action != READ and not can(user, model, action):
+def check(user, model: RegisteredModel, action: str, *, not_found: Exception | None = None) -> None:
+    """404 (`not_found`) when the user cannot see the model, 403 when they may not perform `action`."""
+    if not _active(user):
+        raise not_found or not_found_model(model.name)
+    if not can(user, model, action):
         raise PermissionDenied(f"Permission denied: you may not {action} registered model '{model.name}'.")
+
+
+def require_create(user) -> None:
+    """403 unless the user may create registered models (STAGEGATE_RESTRICT_MODEL_CREATION)."""
+    perms.require_create(user, RegisteredModel)
 
 
 def not_found_model(name: str) -> DoesNotExist:
@@ -46,7 +60,7 @@ def not_found_version(name: str, version) -> DoesNotExist:
 def get_registered_model_for_user(user, name: str, *, action: str = READ, lock: bool = False, queryset=None) -> RegisteredModel:
     """The model by name. 404 RESOURCE_DOES_NOT_EXIST when missing or invisible; 403 when the
     user can see it but not perform `action`. `lock` takes a row lock (inside a transaction)."""
-    qs = queryset if queryset is not None else registered_models_visible_to(user)
+    qs = queryset if queryset is not None else RegisteredModel.objects.all()
     if lock:
         qs = qs.select_for_update()
     model = qs.filter(name=name).first()
@@ -66,7 +80,7 @@ def version_queryset():
 def get_model_version_for_user(user, name: str, version: int, *, action: str = READ, lock: bool = False) -> ModelVersion:
     """The version by model name and number; MLflow's "Model Version (name=…, version=…) not found"
     when the model or the version is missing or invisible."""
-    qs = model_versions_visible_to(user)
+    qs = ModelVersion.objects.all()
     if lock:
         qs = qs.select_for_update(of=("self",))
     else:
@@ -74,7 +88,8 @@ def get_model_version_for_user(user, name: str, version: int, *, action: str = R
     mv = qs.filter(registered_model__name=name, version=version).first()
     if mv is None:
         raise not_found_version(name, version)
-    check(user, mv.registered_model, action)
+    # Do not tell an outsider whether the model exists.
+    check(user, mv.registered_model, action, not_found=not_found_version(name, version))
     return mv
 
 

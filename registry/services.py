@@ -149,6 +149,7 @@ def create_registered_model(*, name: str, user, description: str | None = None, 
     """Create a registered model. Raises AlreadyExists (400 RESOURCE_ALREADY_EXISTS) for a taken name."""
     name = _validate_name(name)
     pairs = _tag_pairs(tags)
+    access.require_create(user)
     if RegisteredModel.objects.filter(name=name).exists():
         raise AlreadyExists(f"Registered Model (name={name}) already exists.")
     ts = now_ms()
@@ -186,7 +187,7 @@ def update_registered_model(*, name: str, user, description: str | None) -> Regi
 def rename_registered_model(*, name: str, new_name: str, user) -> RegisteredModel:
     """Rename; versions and aliases follow (they point at the row), files never move."""
     new_name = _validate_name(new_name, "new_name")
-    model = _lock_model(user, name)
+    model = _lock_model(user, name, action=access.MANAGE)
     if new_name == name:
         return model
     if RegisteredModel.objects.filter(name=new_name).exists():
@@ -594,7 +595,9 @@ def transition_model_version_stage(
     version and the model, writes StageTransition and Event rows.
     """
     target = canonical_stage(stage)
-    model = _lock_model(user, name)
+    # Readers get as far as the guard, which judges the move (staging/production levels, policies)
+    # and tells them how to request it instead.
+    model = _lock_model(user, name, action=access.READ)
     mv = _lock_version(model, version)
     if mv.status == ModelVersion.FAILED and target not in (STAGE_NONE, STAGE_ARCHIVED):
         raise InvalidState(
