@@ -24,7 +24,18 @@ from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from tracking import access, search
-from tracking.models import ACTIVE, ExperimentTag, LatestMetric, LoggedModel, Metric, Param, Run, RunInput, RunModelOutput, RunTag
+from tracking.models import (
+    ACTIVE,
+    ExperimentTag,
+    LatestMetric,
+    LoggedModel,
+    Metric,
+    Param,
+    Run,
+    RunInput,
+    RunModelOutput,
+    RunTag,
+)
 
 EXPERIMENTS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
@@ -127,6 +138,28 @@ def _model_version_url(version) -> str:
         except NoReverseMatch:
             continue
     return reverse("registry:model_list")
+
+
+def _registered_versions(user, run: Run) -> list:
+    """The model versions registered from `run` that `user` may see, in one query.
+
+    The only place the tracking pages look at the registry: the run page must show them, and
+    which versions a user may see is the registry's decision (registry.access), so we ask it
+    rather than follow the reverse relation (which would leak versions of private models).
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("registry"):
+        return []
+    from registry.access import model_versions_visible_to
+
+    versions = list(
+        model_versions_visible_to(user).filter(source_run=run).select_related("registered_model")
+        .order_by("registered_model__name", "version")
+    )
+    for version in versions:
+        version.url = _model_version_url(version)
+    return versions
 
 
 # --------------------------------------------------------------------------- experiments
@@ -396,11 +429,7 @@ def run_detail(request, run_id: str):
         )
     inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
     outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
-    versions = []
-    if hasattr(Run, "model_versions"):  # the registry app declares the relation
-        versions = list(run.model_versions.select_related("registered_model").order_by("registered_model__name", "version"))
-        for version in versions:
-            version.url = _model_version_url(version)
+    versions = _registered_versions(request.user, run)
     user_tags = [(k, v) for k, v in tags if not k.startswith("mlflow.")]
     system_tags = [(k, v) for k, v in tags if k.startswith("mlflow.")]
     tag_map = dict(tags)

@@ -448,3 +448,17 @@ def test_run_page_browses_and_downloads_its_logged_models_files(web, owner, expe
     assert web.get(f"/runs/{other_run.run_uuid}/", {"model": model.model_id}).status_code == 404
     assert web.get(f"/runs/{other_run.run_uuid}/models/{model.model_id}/artifacts/MLmodel").status_code == 404
     assert web.get(f"/runs/{run.run_uuid}/", {"model": "m-missing"}).status_code == 404
+
+
+def test_run_page_asks_the_registry_which_versions_the_viewer_may_see(web, owner, run, monkeypatch):
+    from registry import access as registry_access
+    from registry import services as registry_services
+    from registry.models import ModelVersion
+
+    registry_services.create_registered_model(name="private-model", user=owner)
+    registry_services.create_model_version(name="private-model", source=f"runs:/{run.run_uuid}/model", user=owner, run_id=run.run_uuid)
+    assert "private-model" in web.get(f"/runs/{run.run_uuid}/").content.decode()
+    # Which versions a user may see is the registry's decision, never the reverse relation.
+    monkeypatch.setattr(registry_access, "model_versions_visible_to", lambda user, **kw: ModelVersion.objects.none())
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert "private-model" not in html and "No model version was registered" in html
