@@ -109,7 +109,9 @@ def request_actions(user, level: str | None, request, policy) -> list[str]:
     if not request.is_pending:
         return []
     actions = []
-    if review_refusal(user, level, request, policy) is None and not request.reviews.filter(reviewer=user).exists():
+    # `reviews` is prefetched by every list: no query per row.
+    reviewed = any(r.reviewer_id == getattr(user, "pk", None) for r in request.reviews.all())
+    if review_refusal(user, level, request, policy) is None and not reviewed:
         actions += ["APPROVE_TRANSITION_REQUEST", "REJECT_TRANSITION_REQUEST"]
     if can_cancel(user, level, request):
         actions.append("CANCEL_TRANSITION_REQUEST")

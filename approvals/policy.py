@@ -61,6 +61,35 @@ def effective_policy(*, model, stage: str) -> EffectivePolicy:
     )
 
 
+def effective_policies(pairs) -> dict:
+    """{(model pk, stage): EffectivePolicy} for many (model, stage) pairs in one query."""
+    from django.db.models import Q
+
+    from approvals.models import StagePolicy, default_approver_level
+
+    pairs = list(pairs)
+    if not pairs:
+        return {}
+    stages = {stage for _, stage in pairs}
+    models = {model.pk: model for model, _ in pairs}
+    rows = StagePolicy.objects.filter(stage__in=stages).filter(Q(model__isnull=True) | Q(model__in=list(models)))
+    by_key = {(row.model_id, row.stage): row for row in rows}
+    out = {}
+    for model, stage in pairs:
+        row = by_key.get((model.pk, stage)) or by_key.get((None, stage))
+        if row is None:
+            out[(model.pk, stage)] = EffectivePolicy(stage=stage, scope="default", model_name=model.name,
+                                                     approver_level=default_approver_level(stage))
+        else:
+            out[(model.pk, stage)] = EffectivePolicy(
+                stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
+                requires_approval=row.requires_approval, min_approvals=row.min_approvals,
+                approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
+                checks=list(row.checks or []), id=row.pk,
+            )
+    return out
+
+
 def transition_level(from_stage: str, to_stage: str) -> str:
     """The level a direct move needs (Databricks): staging managers move between None, Staging and
     Archived; anything touching Production or a custom stage needs a production manager."""

@@ -256,3 +256,27 @@ def test_review_inbox(governed, apis, people, admin, make_version):
     assert len(page["requests"]) == 1 and "next_page_token" in page
     rest = body(apis["reader"].get(url, {"max_results": 1, "page_token": page["next_page_token"]}))
     assert len(rest["requests"]) == 1 and "next_page_token" not in rest  # "hidden" never shows, not even as a page
+
+
+def test_request_lists_cost_a_flat_number_of_queries(make_version, people, apis, admin, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from approvals import services as gov
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            body(apis["admin"].get("/api/2.0/stagegate/transition-requests", {"status": "ALL"}))
+        return len(ctx.captured_queries)
+
+    make_version("m0", user=owner)
+    gov.request_stage_transition(name="m0", version=1, stage="Production", user=owner)
+    count()  # the token's first use is recorded once
+    one = count()
+    for i in range(1, 6):
+        make_version(f"m{i}", user=owner)
+        gov.request_stage_transition(name=f"m{i}", version=1, stage="Staging", user=owner)
+        gov.create_comment(name=f"m{i}", version=1, user=owner, comment="x")
+    production_policy(admin, min_approvals=2)
+    gov.approve_transition_request(name="m0", version=1, stage="Production", user=admin, archive_existing_versions=False)
+    assert count() == one
