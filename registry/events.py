@@ -81,4 +81,5 @@ def _schedule_dispatch() -> None:
         dispatch_events.delay()
 
     enqueue._stagegate_dispatch = True
-    transaction.on_commit(enqueue)
+    # robust: a broker outage must not fail the committed change; the beat sweep catches up.
+    transaction.on_commit(enqueue, robust=True)

@@ -7,6 +7,7 @@ Each write records its outbox Event in the same transaction; tasks (registration
 dispatch) are enqueued on commit.
 """
 
+import functools
 import json
 import logging
 import re
@@ -385,7 +386,9 @@ def create_model_version(
     )
     from registry.tasks import register_model_version
 
-    register_model_version.delay_on_commit(mv.pk)
+    # After commit; robust: a broker hiccup must not turn the committed create into a 500
+    # (the version stays PENDING and the beat sweep re-enqueues it).
+    transaction.on_commit(functools.partial(register_model_version.delay, mv.pk), robust=True)
     return mv
 
 
@@ -514,6 +517,11 @@ def finish_model_version_registration(*, version_id: int) -> ModelVersion | None
     except Exception as exc:  # a storage error must end as FAILED, never as a version stuck PENDING
         log.exception("registration of %s failed", mv)
         error = f"Registration failed: {type(exc).__name__}: {exc}"
+    if error:
+        try:
+            artifacts.delete(mv.storage_path)  # no half-copied folder behind a FAILED version
+        except Exception:
+            log.exception("could not clean %s", mv.storage_path)
     with transaction.atomic():
         model = RegisteredModel.objects.select_for_update().filter(pk=mv.registered_model_id).first()
         if model is None:

@@ -1,5 +1,6 @@
 """Registry fixtures: commit callbacks that run as in production, model files on disk, a real Celery worker."""
 
+import logging
 import os
 import subprocess
 import time
@@ -32,8 +33,14 @@ def _run_commit_callbacks(request, monkeypatch):
         conn = transaction.get_connection(self.using)
         if len(conn.atomic_blocks) <= base_depth and conn.run_on_commit:
             while conn.run_on_commit:
-                _, callback, _ = conn.run_on_commit.pop(0)
-                callback()
+                _, callback, robust = conn.run_on_commit.pop(0)
+                if robust:  # as Django does: log and go on
+                    try:
+                        callback()
+                    except Exception:
+                        logging.getLogger("django.db.backends.base").exception("robust on_commit callback failed")
+                else:
+                    callback()
         return result
 
     monkeypatch.setattr(transaction.Atomic, "__exit__", exit_and_run)

@@ -259,6 +259,22 @@ def test_registration_is_enqueued_after_commit(owner, manual_on_commit, model_fi
     assert mv.status == ModelVersion.READY
 
 
+def test_a_broker_outage_after_commit_leaves_a_pending_version_the_sweep_finishes(api, model_files, monkeypatch):
+    api.post("registered-models/create", {"name": "m"})
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks.register_model_version, "delay", down)
+        patched.setattr(tasks.dispatch_events, "delay", down)
+        r = api.post("model-versions/create", {"name": "m", "source": model_files()})
+    assert r.status_code == 200 and r.json()["model_version"]["status"] == "PENDING_REGISTRATION"
+    ModelVersion.objects.update(creation_timestamp=0)
+    assert tasks.sweep_pending_registrations() == 1
+    assert ModelVersion.objects.get().status == "READY"
+
+
 @pytest.mark.parametrize("source", ["s3://bucket/model", "/etc/passwd-dir", "runs:/" + "0" * 32 + "/model"])
 def test_unresolvable_sources_fail(owner, make_version, source):
     mv = make_version("m", source=source)
