@@ -463,7 +463,7 @@ def resolve_source(source: str) -> str:
     storage_root = _storage_location()
     for base in filter(None, (storage_root, root)):
         if path == base or path.startswith(base + "/"):
-            path = path[len(base):]
+            path = path[len(base):].lstrip("/")
             break
     else:
         if path.startswith("/"):

@@ -450,3 +450,18 @@ def test_concurrent_version_creates_get_distinct_numbers(owner, model_files):
     numbers = sorted(ModelVersion.objects.filter(registered_model__name="hot").values_list("version", flat=True))
     assert numbers == list(range(1, 51))
     assert RegisteredModel.objects.get(name="hot").last_version == 50
+
+
+def test_other_source_forms_resolve(owner, make_version, model_files, _artifact_root):
+    first = make_version("a")
+    # Another registered version, by models:/<name>/<version>.
+    copy = make_version("b", source="models:/a/1")
+    assert copy.status == "READY" and copy.checksum == first.checksum
+    # A plain path (and a file: URI) inside the artifact root.
+    model_files("9/plain/artifacts/model")
+    assert make_version("c", source="9/plain/artifacts/model").status == "READY"
+    via_file = make_version("c", source=f"file://{_artifact_root}/9/plain/artifacts/model")
+    assert via_file.status == "READY", via_file.status_message
+    # `..` never escapes the store.
+    escaped = make_version("c", source="9/../../etc")
+    assert escaped.status == "FAILED_REGISTRATION"
