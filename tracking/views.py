@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404
+from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from core import artifacts as artifact_store
 from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
-from tracking import access, search
+from tracking import access, search, services
 from tracking.models import (
     ACTIVE,
     ExperimentTag,
@@ -410,7 +411,11 @@ def run_detail(request, run_id: str):
     artifacts = _artifacts_context(run, request.GET.get("path", "").strip("/"), model)
     if request.htmx and _wants_partial(request) and request.htmx.target == "artifacts":
         return render(request, "tracking/run_detail.html#artifacts", {"run": run, **artifacts})
+    return render(request, "tracking/run_detail.html", {**_run_page_context(request, run), **artifacts})
 
+
+def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = "", tag_value: str = "") -> dict:
+    """Everything on the run page but the artifacts browser, in a fixed number of queries."""
     params = list(Param.objects.filter(run=run).order_by("key").values_list("key", "value"))
     latest = list(LatestMetric.objects.filter(run=run).order_by("key"))
     tags = list(RunTag.objects.filter(run=run).order_by("key").values_list("key", "value"))
@@ -430,8 +435,6 @@ def run_detail(request, run_id: str):
     inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
     outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
     versions = _registered_versions(request.user, run)
-    user_tags = [(k, v) for k, v in tags if not k.startswith("mlflow.")]
-    system_tags = [(k, v) for k, v in tags if k.startswith("mlflow.")]
     tag_map = dict(tags)
     context = {
         "run": run,
@@ -443,8 +446,7 @@ def run_detail(request, run_id: str):
         "metrics": [(m.key, metric_cell(_metric_value(m)), m.step, ms_to_datetime(m.timestamp)) for m in latest],
         "metric_charts": metric_charts,
         "hidden_charts": len(latest) - len(charted),
-        "user_tags": user_tags,
-        "system_tags": system_tags,
+        **_tags_context(request, run, tags, error=tag_error, key=tag_key, value=tag_value),
         "source": tag_map.get("mlflow.source.name", ""),
         "git_commit": tag_map.get("mlflow.source.git.commit", ""),
         "description": tag_map.get("mlflow.note.content", ""),
@@ -452,9 +454,80 @@ def run_detail(request, run_id: str):
         "inputs": inputs,
         "outputs": outputs,
         "versions": versions,
-        **artifacts,
     }
-    return render(request, "tracking/run_detail.html", context)
+    return context
+
+
+def _can_edit(user, run: Run) -> bool:
+    try:
+        access.get_run_for_user(user, run.run_uuid, action="edit")
+    except MlflowError:
+        return False
+    return True
+
+
+def _tags_context(request, run: Run, tags: list[tuple[str, str]], *, error: str = "", key: str = "", value: str = "") -> dict:
+    """What the #run-tags region shows: user tags, system tags, the add-tag form (and its error)."""
+    editable = _can_edit(request.user, run)
+    return {
+        "user_tags": [(k, v) for k, v in tags if not k.startswith("mlflow.")],
+        "system_tags": [(k, v) for k, v in tags if k.startswith("mlflow.")],
+        "can_edit": editable and run.lifecycle_stage == ACTIVE,
+        "can_restore": editable and run.lifecycle_stage != ACTIVE,
+        "tag_error": error,
+        "tag_key": key,
+        "tag_value": value,
+    }
+
+
+def _tags_response(request, run: Run, *, error: str = "", key: str = "", value: str = ""):
+    """After a tag change: the #run-tags region for htmx, else POST/redirect/GET.
+
+    A failed change comes back as 200 with the error next to the form and what was typed kept
+    (the region for htmx, the whole page without JavaScript).
+    """
+    if request.htmx:
+        tags = list(RunTag.objects.filter(run=run).order_by("key").values_list("key", "value"))
+        context = {"run": run, **_tags_context(request, run, tags, error=error, key=key, value=value)}
+        return render(request, "tracking/run_detail.html#run-tags", context)
+    if error:
+        context = _run_page_context(request, run, tag_error=error, tag_key=key, tag_value=value)
+        return render(request, "tracking/run_detail.html", {**context, **_artifacts_context(run, "")})
+    return redirect(reverse("tracking:run_detail", args=[run.run_uuid]) + "#tags-h")
+
+
+@require_POST
+def run_set_tag(request, run_id: str):
+    run = _get_or_404(access.get_run_for_user, request.user, run_id, action="edit")
+    key, value = request.POST.get("key", "").strip(), request.POST.get("value", "")
+    try:
+        services.set_tag(run=run, key=key, value=value)
+    except MlflowError as exc:
+        return _tags_response(request, run, error=exc.message, key=key, value=value)
+    return _tags_response(request, run)
+
+
+@require_POST
+def run_delete_tag(request, run_id: str):
+    run = _get_or_404(access.get_run_for_user, request.user, run_id, action="edit")
+    try:
+        services.delete_tag(run=run, key=request.POST.get("key", ""))
+    except MlflowError as exc:
+        return _tags_response(request, run, error=exc.message)
+    return _tags_response(request, run)
+
+
+@require_POST
+def run_lifecycle(request, run_id: str, action: str):
+    """Delete or restore a run (soft delete, as MLflow), then back to the run page."""
+    run = _get_or_404(access.get_run_for_user, request.user, run_id, action="edit")
+    if action == "delete":
+        services.delete_run(run=run)
+        messages.success(request, f"Run {run} deleted. It stays under “Deleted runs” until restored.")
+    else:
+        services.restore_run(run=run)
+        messages.success(request, f"Run {run} restored.")
+    return redirect("tracking:run_detail", run_id=run.run_uuid)
 
 
 @require_GET

@@ -118,6 +118,19 @@ def test_run_page_chart_and_artifacts(signed_in_page, owner, tracked, screenshot
     page.go_back()
     page.wait_for_selector("pre.artifact-text")
 
+    # An htmx POST (CSRF token from <body hx-headers>) swaps only the tags region.
+    page.fill("#tag-key", "stage")
+    page.fill("#tag-value", "candidate")
+    page.click("#run-tags button:has-text('Set tag')")
+    page.wait_for_selector("#run-tags >> text=candidate")
+    assert "path=notes.txt" in page.url  # no navigation happened
+    page.fill("#tag-key", "../escape")  # refused by the service: the error sits under the form, input kept
+    page.fill("#tag-value", "typed")
+    page.click("#run-tags button:has-text('Set tag')")
+    page.wait_for_selector("#tag-error")
+    assert "may not be absolute" in page.inner_text("#tag-error")
+    assert page.input_value("#tag-key") == "../escape" and page.input_value("#tag-value") == "typed"
+
 
 def test_pages_work_without_javascript(browser, live_server, owner, tracked, screenshot):
     """POST/redirect/GET and plain links: sign in, filter, sort, browse artifacts, compare with JS off."""

@@ -462,3 +462,74 @@ def test_run_page_asks_the_registry_which_versions_the_viewer_may_see(web, owner
     monkeypatch.setattr(registry_access, "model_versions_visible_to", lambda user, **kw: ModelVersion.objects.none())
     html = web.get(f"/runs/{run.run_uuid}/").content.decode()
     assert "private-model" not in html and "No model version was registered" in html
+
+
+# --------------------------------------------------------------------------- run actions (POST)
+
+
+def test_set_and_remove_a_tag_without_javascript(web, run):
+    url = f"/runs/{run.run_uuid}/tags/"
+    response = web.post(url, {"key": "stage", "value": "candidate"})
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.run_uuid}/#tags-h"
+    assert run.tags.get(key="stage").value == "candidate"
+    response = web.post(f"/runs/{run.run_uuid}/tags/delete/", {"key": "stage"})
+    assert response.status_code == 302 and not run.tags.filter(key="stage").exists()
+    assert web.get(url).status_code == 405
+
+
+def test_set_tag_with_htmx_swaps_only_the_tags(web, run):
+    response = web.post(f"/runs/{run.run_uuid}/tags/", {"key": "stage", "value": "candidate"}, **htmx("run-tags"))
+    html = response.content.decode()
+    assert response.status_code == 200 and html.strip().startswith('<div id="run-tags">')
+    assert ">stage</th>" in html and ">candidate</td>" in html and "<html" not in html
+    response = web.post(f"/runs/{run.run_uuid}/tags/delete/", {"key": "stage"}, **htmx("run-tags"))
+    assert ">stage</th>" not in response.content.decode()
+
+
+def test_a_bad_tag_shows_the_error_next_to_the_form_and_keeps_the_input(web, run):
+    response = web.post(f"/runs/{run.run_uuid}/tags/", {"key": "", "value": "kept value"}, **htmx("run-tags"))
+    html = response.content.decode()
+    assert response.status_code == 200 and 'id="tag-error"' in html and "key" in html.split('id="tag-error"')[1]
+    assert 'value="kept value"' in html
+    full = web.post(f"/runs/{run.run_uuid}/tags/", {"key": "", "value": "kept value"})
+    assert full.status_code == 200 and "<html" in full.content.decode() and 'id="tag-error"' in full.content.decode()
+    response = web.post(f"/runs/{run.run_uuid}/tags/delete/", {"key": "nope"}, **htmx("run-tags"))
+    assert "No tag with name: nope" in response.content.decode()
+
+
+def test_delete_and_restore_a_run(web, run):
+    response = web.post(f"/runs/{run.run_uuid}/delete/")
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.run_uuid}/"
+    run.refresh_from_db()
+    assert run.lifecycle_stage == "deleted"
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert "deleted" in html and f'action="/runs/{run.run_uuid}/restore/"' in html and 'id="tag-key"' not in html
+    assert web.post(f"/runs/{run.run_uuid}/restore/").status_code == 302
+    run.refresh_from_db()
+    assert run.lifecycle_stage == "active"
+    assert web.get(f"/runs/{run.run_uuid}/delete/").status_code == 405
+
+
+def test_read_only_users_get_403_and_no_edit_controls(web, run, monkeypatch):
+    from core.errors import PermissionDenied
+    from tracking import access
+
+    original = access.get_run_for_user
+
+    def read_only(user, run_id, *, action="read", **kwargs):
+        run = original(user, run_id, **kwargs)
+        if action != "read":
+            raise PermissionDenied("Permission denied for experiment.")
+        return run
+
+    monkeypatch.setattr(access, "get_run_for_user", read_only)
+    html = web.get(f"/runs/{run.run_uuid}/").content.decode()
+    assert 'id="tag-key"' not in html and "Delete run" not in html and "Remove" not in html
+    assert web.post(f"/runs/{run.run_uuid}/tags/", {"key": "k", "value": "v"}).status_code == 403
+    assert web.post(f"/runs/{run.run_uuid}/delete/").status_code == 403
+    assert not run.tags.filter(key="k").exists()
+
+
+def test_missing_run_actions_are_404(web, db):
+    assert web.post("/runs/" + "0" * 32 + "/tags/", {"key": "k", "value": "v"}).status_code == 404
+    assert web.post("/runs/" + "0" * 32 + "/delete/").status_code == 404
