@@ -6,6 +6,8 @@ Every page runs a fixed number of queries whatever the number of rows: values fo
 the rows on screen come from one query per kind (params, metrics, tags), never per row.
 """
 
+import csv
+import itertools
 import mimetypes
 import posixpath
 import re
@@ -49,6 +51,7 @@ MAX_COMPARE = 50
 MAX_CHARTS = 24
 # Text artifacts previewed inline up to this size; larger files are download-only.
 PREVIEW_BYTES = 256 * 1024
+CSV_PREVIEW_ROWS = 100
 TEXT_EXTENSIONS = {
     ".txt", ".log", ".md", ".json", ".yaml", ".yml", ".csv", ".tsv", ".py", ".toml", ".cfg", ".ini", ".xml",
     ".html", ".sql", ".sh", ".r", ".ipynb", ".jsonl",
@@ -347,6 +350,17 @@ def _is_text(name: str) -> bool:
     return base in TEXT_NAMES or posixpath.splitext(base)[1].lower() in TEXT_EXTENSIONS
 
 
+def _csv_rows(text: str, delimiter: str, *, complete: bool) -> list[list[str]]:
+    """The first CSV_PREVIEW_ROWS rows of a CSV/TSV preview (a cut last line is dropped)."""
+    lines = text.splitlines()
+    if not complete and lines:
+        lines = lines[:-1]
+    try:
+        return list(itertools.islice(csv.reader(lines, delimiter=delimiter), CSV_PREVIEW_ROWS + 1))
+    except csv.Error:
+        return []
+
+
 def _artifacts_context(run: Run, path: str, model: LoggedModel | None = None) -> dict:
     """Listing of the folder `path` (relative to the run's or the logged model's artifacts) and a
     preview when it is a file."""
@@ -374,6 +388,8 @@ def _artifacts_context(run: Run, path: str, model: LoggedModel | None = None) ->
             preview["kind"] = "text"
             preview["text"] = artifact_store.read_text(full, max_bytes=PREVIEW_BYTES)
             preview["truncated"] = size > PREVIEW_BYTES
+            if ext in (".csv", ".tsv"):
+                preview["table"] = _csv_rows(preview["text"], "\t" if ext == ".tsv" else ",", complete=not preview["truncated"])
         elif ext in IMAGE_TYPES:
             preview["kind"] = "image"
         context["preview"] = preview

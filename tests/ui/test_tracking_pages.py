@@ -533,3 +533,17 @@ def test_read_only_users_get_403_and_no_edit_controls(web, run, monkeypatch):
 def test_missing_run_actions_are_404(web, db):
     assert web.post("/runs/" + "0" * 32 + "/tags/", {"key": "k", "value": "v"}).status_code == 404
     assert web.post("/runs/" + "0" * 32 + "/delete/").status_code == 404
+
+
+def test_csv_artifacts_preview_as_a_table_and_images_inline(web, run, _artifact_root):
+    folder = _write_artifacts(_artifact_root, run)
+    (folder / "predictions.csv").write_text("id,label\n1,<b>red</b>\n2,white\n")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    (folder / "confusion.png").write_bytes(png)
+    html = web.get(f"/runs/{run.run_uuid}/", {"path": "predictions.csv"}, **htmx("artifacts")).content.decode()
+    assert "<th>id</th><th>label</th>" in html and "&lt;b&gt;red&lt;/b&gt;" in html and "<b>red" not in html
+    html = web.get(f"/runs/{run.run_uuid}/", {"path": "confusion.png"}, **htmx("artifacts")).content.decode()
+    assert f'<img src="/runs/{run.run_uuid}/artifacts/confusion.png?inline=1"' in html
+    response = web.get(f"/runs/{run.run_uuid}/artifacts/confusion.png", {"inline": "1"})
+    assert response["Content-Type"] == "image/png" and response["Content-Disposition"].startswith("inline")
+    assert b"".join(response.streaming_content) == png
