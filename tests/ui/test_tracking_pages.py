@@ -373,11 +373,13 @@ def test_every_htmx_link_is_also_a_real_link(web, owner, experiment, _artifact_r
     checked = 0
     for url in pages:
         html = web.get(url).content.decode()
-        for tag in re.findall(r"<(?:a|form|button|input|select)\b[^>]*\bhx-get=[^>]*>", html):
+        for tag in re.findall(r"<(?:a|form|button|input|select)\b[^>]*\bhx-(?:get|post)=[^>]*>", html):
             checked += 1
             href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
-            assert href, f"{url}: {tag} has hx-get but no href/action"
-            hx = re.search(r'\bhx-get="([^"]*)"', tag).group(1)
+            assert href, f"{url}: {tag} has hx-get/hx-post but no href/action"
+            if "hx-post" in tag:
+                assert 'method="post"' in tag, f"{url}: {tag} must also POST without JavaScript"
+            hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
             assert href.group(1).split("#")[0] == hx, f"{url}: {tag} links somewhere else than it swaps"
     assert checked > 10
 
