@@ -266,8 +266,10 @@ def experiment_detail(request, experiment_id: int):
 
     rows = _run_rows(runs, chosen_params, chosen_metrics)
 
+    current = sort_key or "attributes.start_time"  # the search's default order: newest first
+
     def sort_link(key: str) -> str:
-        direction = "asc" if sort_key == key and descending else "desc"
+        direction = "asc" if current == key and descending else "desc"
         return "?" + _query_string(request, sort=key, dir=direction, page_token=None)
 
     columns = {

@@ -549,3 +549,14 @@ def test_csv_artifacts_preview_as_a_table_and_images_inline(web, run, _artifact_
     response = web.get(f"/runs/{run.run_uuid}/artifacts/confusion.png", {"inline": "1"})
     assert response["Content-Type"] == "image/png" and response["Content-Disposition"].startswith("inline")
     assert b"".join(response.streaming_content) == png
+
+
+def test_created_header_toggles_the_default_newest_first_order(web, owner, experiment):
+    data.run(owner, experiment, name="old", start_time=1_700_000_000_000)
+    data.run(owner, experiment, name="new", start_time=1_700_000_100_000)
+    url = f"/experiments/{experiment.pk}/"
+    response = web.get(url)
+    assert [r["run"].name for r in response.context["rows"]] == ["new", "old"]
+    link = response.context["columns"]["start_time"]
+    assert "dir=asc" in link
+    assert [r["run"].name for r in web.get(url + link).context["rows"]] == ["old", "new"]
