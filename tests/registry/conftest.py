@@ -176,28 +176,26 @@ def celery_worker(transactional_db, settings):
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
     previous = (app.conf.task_always_eager, app.conf.broker_url)
-    app.conf.task_always_eager = False
-    app.conf.broker_url = _redis_url()
-    _reset_connections(app)
-    # Wait until the worker listens (it logs "ready").
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("celery worker exited:\n" + log_path.read_text())
-        if "ready." in log_path.read_text():
-            break
-        time.sleep(0.2)
-    else:
-        proc.terminate()
-        raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
     try:
+        # Wait until the worker listens (it logs "ready.").
+        deadline = time.time() + 30
+        while "ready." not in log_path.read_text():
+            if proc.poll() is not None:
+                raise RuntimeError("celery worker exited:\n" + log_path.read_text())
+            if time.time() > deadline:
+                raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        app.conf.task_always_eager = False
+        app.conf.broker_url = _redis_url()
+        _reset_connections(app)
         yield proc
     finally:
         app.conf.task_always_eager, app.conf.broker_url = previous
         _reset_connections(app)
-        proc.terminate()
+        proc.terminate()  # warm shutdown: running tasks finish
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log_file.close()
