@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from core.api import forget_token
 from core.errors import DoesNotExist
 from core.models import ApiToken, hash_token
 
@@ -28,6 +29,7 @@ def revoke_api_token(*, user, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    forget_token(token.token_hash)
     return token
 
 

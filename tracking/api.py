@@ -16,7 +16,7 @@ from tracking.access import (
     get_logged_model_for_user,
     get_run_for_user,
 )
-from tracking.models import Experiment, LoggedModel, Run, attach_model_metrics
+from tracking.models import Experiment, LoggedModel, Run, attach_model_metrics, runs_to_mlflow
 
 # --------------------------------------------------------------------------- experiments
 
@@ -110,7 +110,7 @@ def delete_experiment_tag(request, params):
 
 
 def _run_response(run: Run) -> dict:
-    return {"run": Run.objects.for_mlflow().get(pk=run.pk).to_mlflow()}
+    return {"run": runs_to_mlflow([run])[0]}
 
 
 @api_view("POST")
@@ -237,10 +237,11 @@ def search_runs(request, params):
             default=search.SEARCH_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
         ),
         page_token=params.string("page_token"),
+        prefetch=False,
     )
     result = {}
     if runs:
-        result["runs"] = [r.to_mlflow() for r in runs]
+        result["runs"] = runs_to_mlflow(runs)
     if token:
         result["next_page_token"] = token
     return result

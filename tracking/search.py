@@ -15,6 +15,7 @@ from django.db.models import (
     Case,
     Exists,
     F,
+    FilteredRelation,
     FloatField,
     IntegerField,
     OuterRef,
@@ -266,11 +267,18 @@ def _run_clause_q(clause: Clause) -> Q:
     )
 
 
-def _run_order(qs: QuerySet, keys: list[OrderKey]) -> tuple[QuerySet, list[tuple[str, bool]]]:
+def _run_order(qs: QuerySet, keys: list[OrderKey], joins: dict | None = None) -> tuple[QuerySet, list[tuple[str, bool]]]:
     order = []
     annotations = {}
+    joins = joins or {}
     for i, key in enumerate(keys):
         prefix = f"ob{i}"
+        if key.type == "metric" and key.key in joins:
+            # A numeric filter on this metric already guarantees every row has it and it is not
+            # NaN: order by the joined column itself, so an index on (key, value) can drive the query.
+            annotations[prefix] = F(f"{joins[key.key]}__value")
+            order.append((prefix, not key.ascending))
+            continue
         if key.type == "metric":
             latest = LatestMetric.objects.filter(run=OuterRef("pk"), key=key.key)
             ann, fields = _order_annotations(
@@ -309,18 +317,45 @@ def _run_order(qs: QuerySet, keys: list[OrderKey]) -> tuple[QuerySet, list[tuple
     return qs, order
 
 
+def _metric_joins(clauses: list[Clause], keys: list[OrderKey]) -> dict[str, str]:
+    """Metrics both filtered numerically and ordered by: {metric key: join alias}.
+
+    The filter (`metrics.m < x`, any numeric comparator) already implies that the latest value
+    exists and is not NaN, so the "missing/NaN last" rank is constant and the search can be a
+    join on LatestMetric ordered by its value: the (key, value) index then yields the rows in
+    order and the database reads one page of them, not every matching run (flat as runs grow).
+    """
+    filtered = {c.key for c in clauses if c.type == "metric" and c.comparator in NUMERIC_COMPARATORS}
+    joins = {}
+    for i, key in enumerate(keys):
+        if key.type == "metric" and key.key in filtered and key.key not in joins:
+            joins[key.key] = f"lm{i}"
+    return joins
+
+
 def search_runs(*, user, experiment_ids: list, filter_string: str | None, run_view_type, order_by: list[str],
-                max_results: int, page_token: str | None) -> tuple[list[Run], str | None]:
-    """One page of runs, ready for Run.to_mlflow() (prefetched in a fixed number of queries)."""
+                max_results: int, page_token: str | None, prefetch: bool = True) -> tuple[list[Run], str | None]:
+    """One page of runs, ready for Run.to_mlflow() (prefetched in a fixed number of queries).
+
+    `prefetch=False` returns bare runs, for callers that serialise with `runs_to_mlflow`."""
     ids = [parse_experiment_id(e) for e in experiment_ids]
     qs = Run.objects.filter(
         experiment__in=experiments_visible_to(user).filter(pk__in=ids),
         lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"),
     )
-    for clause in parse_filter(filter_string):
-        qs = qs.filter(_run_clause_q(clause))
-    qs, order = _run_order(qs, parse_order_by(order_by))
-    return keyset_page(qs.for_mlflow(), order=order, max_results=max_results, page_token=page_token, kind=_kind("runs", order))
+    clauses = parse_filter(filter_string)
+    keys = parse_order_by(order_by)
+    joins = _metric_joins(clauses, keys)
+    if joins:
+        qs = qs.annotate(**{alias: FilteredRelation("latest_metrics", condition=Q(latest_metrics__key=key)) for key, alias in joins.items()})
+    for clause in clauses:
+        if clause.type == "metric" and clause.key in joins and clause.comparator in NUMERIC_COMPARATORS:
+            alias = joins[clause.key]
+            qs = qs.filter(numeric_q(f"{alias}__value", clause.comparator, _numeric(clause)), **{f"{alias}__is_nan": False})
+        else:
+            qs = qs.filter(_run_clause_q(clause))
+    qs, order = _run_order(qs, keys, joins)
+    return keyset_page(qs.for_mlflow() if prefetch else qs, order=order, max_results=max_results, page_token=page_token, kind=_kind("runs", order))
 
 
 def metric_history(*, run: Run, key: str, max_results: int, page_token: str | None) -> tuple[list[Metric], str | None]:
