@@ -218,7 +218,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # A publisher whose broker went away gives up after a few quick reconnects instead of retrying
+    # forever: a request never hangs on a dead Redis, and the outbox sweeps re-send what was not sent.
+    "max_retries": env_int("CELERY_PUBLISH_MAX_RETRIES", 3),
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "stagegate")
 CELERY_BEAT_SCHEDULE = {}
 # Registry outbox and registration sweeps: re-enqueue what the broker lost.

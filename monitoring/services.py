@@ -221,7 +221,8 @@ def _claim(delivery_id) -> WebhookDelivery | None:
     """Take a due delivery with a conditional UPDATE (a lease): a duplicate message, a second worker
     or a sweep racing a retry does nothing."""
     now = timezone.now()
-    lease = timedelta(seconds=_setting("STAGEGATE_WEBHOOK_TIMEOUT", 10) + 15)
+    # Connect timeout + read timeout + grace: a live worker always finishes inside its lease.
+    lease = timedelta(seconds=5 + _setting("STAGEGATE_WEBHOOK_TIMEOUT", 10) + _setting("STAGEGATE_WEBHOOK_LEASE_GRACE_SECONDS", 15))
     taken = (
         WebhookDelivery.objects.filter(pk=delivery_id, status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
