@@ -64,6 +64,18 @@ def endpoints(call, *, model: str, big: str | None, run_id: str, experiment_id: 
         "metrics/get-history": lambda: call("GET", "metrics/get-history", {"run_id": run_id, "metric_key": "m0"}),
         "runs/get": lambda: call("GET", "runs/get", {"run_id": run_id}),
     }
+    state = {"run": run_id}
+
+    def create_and_log():
+        rid = call("POST", "runs/create", body={"experiment_id": experiment_id, "start_time": 1})["run"]["info"]["run_id"]
+        call("POST", "runs/log-batch", body={"run_id": rid, "params": [{"key": "a", "value": "1"}], "metrics": [{"key": "m0", "value": 0.5, "timestamp": 1, "step": 0}]})
+        state["run"] = rid
+
+    ops["W runs/create + log-batch"] = create_and_log
+    ops["W runs/update"] = lambda: call("POST", "runs/update", body={"run_id": state["run"], "status": "FINISHED", "end_time": 2})
+    ops["W model-versions/create"] = lambda: call("POST", "model-versions/create", body={"name": model, "source": f"mlflow-artifacts:/bench/{run_id}/artifacts/model", "run_id": run_id})
+    ops["W model-versions/transition-stage"] = lambda: call("POST", "model-versions/transition-stage", body={"name": model, "version": "2", "stage": "Staging", "archive_existing_versions": False})
+    ops["W model-versions/set-tag"] = lambda: call("POST", "model-versions/set-tag", body={"name": model, "version": "2", "key": "k", "value": "v"})
     if big:
         ops["model-versions/search big (name=, 50)"] = lambda: call("GET", "model-versions/search", {"filter": f"name='{big}'", "max_results": 50})
         ops["get-latest-versions big"] = lambda: call("POST", "registered-models/get-latest-versions", body={"name": big})

@@ -109,8 +109,8 @@ def delete_experiment_tag(request, params):
 # --------------------------------------------------------------------------- runs
 
 
-def _run_response(run: Run) -> dict:
-    return {"run": runs_to_mlflow([run])[0]}
+def _run_response(run: Run, *, just_created: bool = False) -> dict:
+    return {"run": runs_to_mlflow([run], just_created=just_created)[0]}
 
 
 @api_view("POST")
@@ -123,7 +123,7 @@ def create_run(request, params):
         start_time=params.integer("start_time"),
         tags=params.object_list("tags"),
     )
-    return _run_response(run)
+    return _run_response(run, just_created=True)
 
 
 @api_view("GET")

@@ -436,14 +436,19 @@ def _metric_json(value: float, is_nan: bool) -> float | str:
     return "NaN" if is_nan else json_float(value)
 
 
-def runs_to_mlflow(runs: list[Run]) -> list[dict]:
+def runs_to_mlflow(runs: list[Run], *, just_created: bool = False) -> list[dict]:
     """`[run.to_mlflow() for run in runs]` without building a model instance per param, tag and
     metric: six flat queries of tuples whatever the page size. The search hot path; tested to
-    return exactly what Run.to_mlflow() returns."""
+    return exactly what Run.to_mlflow() returns. `just_created`: runs that can only have tags
+    yet (runs/create), one query."""
     if not runs:
         return []
     ids = [run.run_uuid for run in runs]
     metrics, params, tags, datasets, model_inputs, model_outputs = ({} for _ in range(6))
+    if just_created:
+        for run_id, key, value in RunTag.objects.filter(run_id__in=ids).order_by("pk").values_list("run_id", "key", "value"):
+            tags.setdefault(run_id, []).append({"key": key, "value": value})
+        return [_run_json(run, metrics, params, tags, datasets, model_inputs, model_outputs) for run in runs]
     for run_id, key, value, is_nan, timestamp, step in LatestMetric.objects.filter(run_id__in=ids).values_list(
         "run_id", "key", "value", "is_nan", "timestamp", "step"
     ):
@@ -469,21 +474,22 @@ def runs_to_mlflow(runs: list[Run]) -> list[dict]:
         model_inputs.setdefault(run_id, []).append({"model_id": model_id})
     for run_id, model_id, step in RunModelOutput.objects.filter(run_id__in=ids).order_by("pk").values_list("run_id", "model_id", "step"):
         model_outputs.setdefault(run_id, []).append({"model_id": model_id, "step": step})
-    result = []
-    for run in runs:
-        rid = run.run_uuid
-        data = {}
-        if rid in metrics:
-            data["metrics"] = sorted(metrics[rid], key=lambda m: m["key"])
-        if rid in params:
-            data["params"] = sorted(params[rid], key=lambda p: p["key"])
-        if rid in tags:
-            data["tags"] = tags[rid]
-        inputs = {}
-        if rid in datasets:
-            inputs["dataset_inputs"] = datasets[rid]
-        if rid in model_inputs:
-            inputs["model_inputs"] = model_inputs[rid]
-        outputs = {"model_outputs": model_outputs[rid]} if rid in model_outputs else {}
-        result.append({"info": run.info_to_mlflow(), "data": data, "inputs": inputs, "outputs": outputs})
-    return result
+    return [_run_json(run, metrics, params, tags, datasets, model_inputs, model_outputs) for run in runs]
+
+
+def _run_json(run: Run, metrics: dict, params: dict, tags: dict, datasets: dict, model_inputs: dict, model_outputs: dict) -> dict:
+    rid = run.run_uuid
+    data = {}
+    if rid in metrics:
+        data["metrics"] = sorted(metrics[rid], key=lambda m: m["key"])
+    if rid in params:
+        data["params"] = sorted(params[rid], key=lambda p: p["key"])
+    if rid in tags:
+        data["tags"] = tags[rid]
+    inputs = {}
+    if rid in datasets:
+        inputs["dataset_inputs"] = datasets[rid]
+    if rid in model_inputs:
+        inputs["model_inputs"] = model_inputs[rid]
+    outputs = {"model_outputs": model_outputs[rid]} if rid in model_outputs else {}
+    return {"info": run.info_to_mlflow(), "data": data, "inputs": inputs, "outputs": outputs}

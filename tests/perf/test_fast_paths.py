@@ -194,3 +194,10 @@ def test_cache_can_be_switched_off(api, settings):
     settings.STAGEGATE_TOKEN_CACHE_SECONDS = 0
     assert _auth_queries(api)
     assert _auth_queries(api)
+
+
+def test_runs_create_answer_equals_runs_get(api, experiment):
+    created = api.post("runs/create", {"experiment_id": str(experiment.pk), "start_time": 5, "run_name": "x",
+                                       "tags": [{"key": "b", "value": "1"}, {"key": "a", "value": "2"}]}).json()["run"]
+    fetched = api.get("runs/get", {"run_id": created["info"]["run_id"]}).json()["run"]
+    assert created == fetched and len(created["data"]["tags"]) == 3

@@ -1,0 +1,69 @@
+"""registry.reads (raw SQL) returns exactly what the ORM path returns, on the same data."""
+
+import pytest
+
+from registry import access, reads, services
+from registry.models import ModelVersion, RegisteredModel
+from tests.registry.conftest import write_model_dir
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def registry_data(owner, _artifact_root):
+    write_model_dir(_artifact_root, "1/run/artifacts/model")
+    good = "mlflow-artifacts:/1/run/artifacts/model"
+    services.create_registered_model(name="alpha", user=owner, description="first", tags=[{"key": "z", "value": "1"}, {"key": "a", "value": "2"}])
+    services.create_registered_model(name="beta", user=owner)
+    services.create_registered_model(name="empty", user=owner, tags=[{"key": "only", "value": "tag"}])
+    for i in range(6):
+        services.create_model_version(name="alpha", source=good, user=owner, run_id=f"{i:032x}", run_link="http://x/run" if i == 2 else "",
+                                      description="d" if i % 2 else "", tags=[{"key": "k2", "value": str(i)}, {"key": "k1", "value": "v"}])
+    failed = services.create_model_version(name="beta", source="mlflow-artifacts:/nowhere/model", user=owner)
+    ModelVersion.objects.filter(pk=failed.pk).update(status=ModelVersion.FAILED, status_message="no such source")
+    ModelVersion.objects.filter(registered_model__name="alpha", version__lte=3).update(status=ModelVersion.READY)
+    services.create_model_version(name="beta", source=good, user=owner)
+    services.transition_model_version_stage(name="alpha", version=2, stage="Production", user=owner)
+    services.transition_model_version_stage(name="alpha", version=4, stage="Staging", user=owner)
+    services.transition_model_version_stage(name="alpha", version=5, stage="Archived", user=owner)
+    services.transition_model_version_stage(name="beta", version=2, stage="Staging", user=owner)
+    services.set_registered_model_alias(name="alpha", alias="champ", version=2, user=owner)
+    services.set_registered_model_alias(name="alpha", alias="b-side", version=2, user=owner)
+    services.set_registered_model_alias(name="alpha", alias="next", version=6, user=owner)
+
+
+def orm_model(pk):
+    model = services.registered_model_queryset().get(pk=pk)
+    return model.to_mlflow(latest_versions=services.latest_versions_for([pk]).get(pk, []))
+
+
+def test_registered_models_json_equals_the_orm(registry_data):
+    models = list(RegisteredModel.objects.order_by("name"))
+    expected = [orm_model(m.pk) for m in models]
+    assert reads.registered_models_json(models) == expected
+    assert {"latest_versions", "tags", "aliases", "description"} <= set(expected[0])
+    assert reads.registered_models_json([]) == []
+
+
+@pytest.mark.parametrize("stages", [None, ["Production"], ["None", "Archived"], ["Nope"]])
+def test_latest_versions_equal_the_orm(registry_data, stages):
+    ids = list(RegisteredModel.objects.values_list("pk", flat=True))
+    expected = {pk: [mv.to_mlflow() for mv in versions] for pk, versions in services.latest_versions_for(ids, stages=stages).items()}
+    names = dict(RegisteredModel.objects.values_list("pk", "name"))
+    got = {pk: [mv.to_mlflow(model_name=names[pk]) for mv in versions] for pk, versions in reads.latest_versions(ids, stages=stages).items()}
+    assert got == expected
+
+
+def test_model_versions_json_equals_the_orm_in_the_given_order(registry_data):
+    ids = list(ModelVersion.objects.order_by("-last_updated_timestamp", "id").values_list("pk", flat=True))
+    expected = [access.version_queryset().get(pk=pk).to_mlflow() for pk in ids]
+    assert reads.model_versions_json(ids) == expected
+    assert any("aliases" in v for v in expected) and any("status_message" in v for v in expected)
+    assert any(v["run_link"] for v in expected) and any(v["description"] for v in expected)
+
+
+def test_version_json_equals_the_orm(registry_data):
+    for mv in ModelVersion.objects.select_related("registered_model"):
+        expected = access.version_queryset().get(pk=mv.pk).to_mlflow()
+        assert reads.version_json(mv.registered_model_id, mv.registered_model.name, mv.version) == expected
+    assert reads.version_json(RegisteredModel.objects.get(name="alpha").pk, "alpha", 99) is None
