@@ -271,6 +271,8 @@ STAGEGATE_ADMIN_EMAIL = env_str("STAGEGATE_ADMIN_EMAIL", "admin@localhost")
 STAGEGATE_BASIC_AUTH_CACHE_SECONDS = env_int("STAGEGATE_BASIC_AUTH_CACHE_SECONDS", 300)
 # Base URL used in links sent by mail and in guiding error messages.
 STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", "http://127.0.0.1:8000")
+# The header's review-inbox count: pending requests the signed-in user may decide.
+STAGEGATE_REVIEW_INBOX_COUNTER = "approvals.views.inbox_count"
 
 # Governance (core.permissions). The level every signed-in user has on registered models and
 # experiments they were not granted: empty = none (private unless shared), CAN_READ for an open

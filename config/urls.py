@@ -28,4 +28,5 @@ urlpatterns = [
     path("", include("tracking.urls")),
     path("", include("registry.urls")),
     path("", include("monitoring.urls")),
+    path("", include("approvals.urls")),
 ]

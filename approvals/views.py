@@ -1,0 +1,385 @@
+"""HTML pages and actions of governance: request a transition, review it, comment, the review inbox,
+a model's Permissions tab, and the admins' custom stages and stage policies.
+
+Every action is one call of approvals.services; the buttons a page shows come from the same
+`available_actions` rules the API reports (approvals.access), and the service checks again.
+Without JavaScript each form posts and redirects; with htmx it swaps the region it changed,
+and a refused action comes back as 200 with the error beside the form and the input kept.
+"""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
+
+from approvals import access, checks, services
+from approvals.models import APPROVER_LEVELS, Comment, StagePolicy, TransitionRequest
+from approvals.policy import effective_policy
+from core import permissions as perms
+from core.errors import InvalidParameter, MlflowError, PermissionDenied
+from registry import views as registry_views
+from registry.models import ModelVersion, Stage
+from registry.views import get_model, get_version, ms_to_datetime, version_url
+
+INBOX_LIMIT = 200
+
+
+# --------------------------------------------------------------------------- the header's counter
+
+
+def inbox_count(user) -> int:
+    """Pending requests this user may decide now (STAGEGATE_REVIEW_INBOX_COUNTER): one COUNT query."""
+    return access.reviewable_by(user, access.requests_visible_to(user)).count()
+
+
+# --------------------------------------------------------------------------- request a transition
+
+
+def _request_form_context(mv, level, *, stage: str = "", comment: str = "", error: str = "", modal: bool = False) -> dict:
+    """The modal's form: target stages, and the chosen stage's policy with its checks evaluated now."""
+    from registry.services import stage_names
+
+    stages = [s for s in stage_names() if s != mv.current_stage]
+    if stage not in stages:
+        stage = "Production" if "Production" in stages else (stages[0] if stages else "")
+    policy = effective_policy(model=mv.registered_model, stage=stage) if stage else None
+    results = checks.evaluate(policy.checks, mv) if policy else []
+    return {
+        "mv": mv, "model": mv.registered_model, "stages": stages, "stage": stage, "comment": comment, "error": error,
+        "policy": policy, "quorum": services.quorum(policy) if policy else 1, "check_results": results,
+        "all_pass": all(r["passed"] for r in results),
+        "modal": modal,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def request_transition(request, name: str, version: int):
+    """GET: the Request-transition form (a modal over the version page with htmx, a page without).
+    POST: request_stage_transition; on success the version's workflow region (htmx) or PRG."""
+    mv, level = get_version(request.user, name, version)
+    template = "approvals/request_form.html"
+    if request.method == "GET":
+        context = _request_form_context(mv, level, stage=request.GET.get("stage", ""), comment=request.GET.get("comment", ""),
+                                        modal=bool(request.htmx))
+        if registry_views.wants_partial(request) and request.htmx.target == "request-checks":
+            return render(request, template + "#request-checks", context)
+        return render(request, template + "#request-dialog" if request.htmx else template, context)
+    stage, comment = request.POST.get("stage", ""), request.POST.get("comment", "")
+    try:
+        req = services.request_stage_transition(name=name, version=version, stage=stage, user=request.user, comment=comment)
+    except MlflowError as exc:
+        context = _request_form_context(mv, level, stage=stage, comment=comment, error=exc.message, modal=bool(request.htmx))
+        if request.htmx:
+            return reswap(retarget(render(request, template + "#request-dialog", context), "#modal"), "innerHTML")
+        return render(request, template, context)
+    if request.htmx:
+        mv, level = registry_views._load_version(request, name, version)
+        response = render(request, "registry/model_version_detail.html#version-workflow", registry_views.workflow_context(request, mv, level))
+        # The modal closes by an out-of-band swap of its (now empty) container: no script needed.
+        response.content += b'<div id="modal" hx-swap-oob="true"></div>'
+        return retarget(reswap(response, "outerHTML"), "#version-workflow")
+    messages.success(request, f"Requested {req.to_stage} for version {version}.")
+    return redirect(version_url(name, version) + f"#request-{req.pk}")
+
+
+# --------------------------------------------------------------------------- review
+
+
+def _request_for(user, request_id: int) -> TransitionRequest:
+    req = (
+        access.requests_visible_to(user).select_related("model", "version", "version__registered_model")
+        .filter(pk=request_id).first()
+    )
+    if req is None:
+        raise Http404(f"Transition request {request_id} does not exist.")
+    return req
+
+
+@require_POST
+def review_request(request, request_id: int):
+    """Approve, reject or cancel a pending request (`decision`), with a comment."""
+    req = _request_for(request.user, request_id)
+    name, version, stage = req.model.name, req.version.version, req.to_stage
+    decision = request.POST.get("decision", "")
+    comment = request.POST.get("comment", "")
+    error = ""
+    try:
+        if decision == "approve":
+            services.approve_transition_request(
+                name=name, version=version, stage=stage, user=request.user, comment=comment,
+                archive_existing_versions=request.POST.get("archive_existing_versions") in ("true", "on", "1"),
+            )
+        elif decision == "reject":
+            services.reject_transition_request(name=name, version=version, stage=stage, user=request.user, comment=comment)
+        elif decision == "cancel":
+            services.cancel_transition_request(name=name, version=version, stage=stage, user=request.user, comment=comment)
+        else:
+            raise InvalidParameter("Choose approve, reject or cancel.")
+    except MlflowError as exc:
+        # A hidden button is never the only guard: the service refuses, and so does the page.
+        if isinstance(exc, PermissionDenied):
+            raise DjangoPermissionDenied(exc.message) from None
+        error = exc.message
+    mv, level = registry_views._load_version(request, name, version)
+    form = {"request_id": req.pk, "comment": comment}
+    if request.htmx:
+        context = registry_views.workflow_context(request, mv, level, error=error, form=form if error else None)
+        return render(request, "registry/model_version_detail.html#version-workflow", context)
+    if error:
+        messages.error(request, error)
+    return redirect(version_url(name, version) + "#workflow-h")
+
+
+# --------------------------------------------------------------------------- comments
+
+
+def _comments_response(request, name, version, *, error: str = "", text: str = ""):
+    mv, level = registry_views._load_version(request, name, version)
+    if request.htmx:
+        return render(request, "registry/model_version_detail.html#version-comments",
+                      registry_views.comments_context(request, mv, level, error=error, text=text))
+    if error:
+        messages.error(request, error)
+    return redirect(version_url(name, version) + "#comments-h")
+
+
+@require_POST
+def create_comment(request, name: str, version: int):
+    get_version(request.user, name, version)
+    text = request.POST.get("comment", "")
+    try:
+        services.create_comment(name=name, version=version, user=request.user, comment=text)
+    except MlflowError as exc:
+        return _comments_response(request, name, version, error=exc.message, text=text)
+    return _comments_response(request, name, version)
+
+
+@require_POST
+def delete_comment(request, comment_id: int):
+    comment = Comment.objects.select_related("version__registered_model").filter(pk=comment_id).first()
+    if comment is None:
+        raise Http404("No such comment")
+    mv = comment.version
+    get_version(request.user, mv.registered_model.name, mv.version)
+    try:
+        services.delete_comment(comment_id=comment_id, user=request.user)
+    except MlflowError as exc:
+        if isinstance(exc, PermissionDenied):
+            raise DjangoPermissionDenied(exc.message) from None
+        return _comments_response(request, mv.registered_model.name, mv.version, error=exc.message)
+    return _comments_response(request, mv.registered_model.name, mv.version)
+
+
+# --------------------------------------------------------------------------- review inbox
+
+
+def _decorate(rows):
+    for req in rows:
+        req.created = ms_to_datetime(req.creation_timestamp)
+        req.url = version_url(req.model.name, req.version.version) + f"#request-{req.pk}"
+        req.approvals = sum(1 for r in req.reviews.all() if r.decision == "APPROVED")
+        snapshot = req.policy or {}
+        req.required = max(snapshot.get("min_approvals", 1), 1) if snapshot.get("requires_approval") else 1
+        results = (req.evidence or {}).get("on_approval") or (req.evidence or {}).get("on_request") or []
+        req.failed_checks = sum(1 for r in results if not r.get("passed"))
+        req.check_count = len(results)
+    return rows
+
+
+@require_GET
+def inbox(request):
+    """The pending requests this user may decide, and their own requests with their status."""
+    visible = access.requests_visible_to(request.user).select_related("model", "version").prefetch_related("reviews")
+    to_review = _decorate(list(access.reviewable_by(request.user, visible).order_by("creation_timestamp", "id")[:INBOX_LIMIT]))
+    status = request.GET.get("status", "")
+    mine = visible.filter(requester=request.user)
+    if status in dict(TransitionRequest.STATUS_CHOICES):
+        mine = mine.filter(status=status)
+    own = _decorate(list(mine.order_by("-creation_timestamp", "-id")[:INBOX_LIMIT]))
+    context = {"to_review": to_review, "own": own, "status": status, "statuses": [s for s, _ in TransitionRequest.STATUS_CHOICES]}
+    template = "approvals/inbox.html"
+    return render(request, template + "#own-requests" if registry_views.wants_partial(request, "own-requests") and request.htmx.target == "own-requests" else template, context)
+
+
+# --------------------------------------------------------------------------- permissions tab
+
+
+def _permissions_context(model, *, error: str = "", form: dict | None = None) -> dict:
+    acl = services.access_control_list(model)
+    rows = []
+    for entry in acl:
+        level = entry["all_permissions"][0]["permission_level"]
+        inherited = entry["all_permissions"][0].get("inherited", False)
+        kind = "user" if "user_name" in entry else "group"
+        rows.append({"kind": kind, "name": entry.get("user_name") or entry.get("group_name"), "level": level,
+                     "inherited": inherited, "is_owner": entry.get("is_owner", False)})
+    return {
+        "model": model, "acl": rows, "levels": perms.MODEL_LEVELS, "level_help": perms.LEVEL_DESCRIPTIONS,
+        "perm_error": error, "perm_form": form or {}, "can_manage": True, "tab": "permissions",
+        "groups": list(Group.objects.order_by("name").values_list("name", flat=True)[:200]),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def model_permissions(request, name: str):
+    """The Permissions tab (CAN_MANAGE): grant a level to a user or group, or revoke it."""
+    model, _ = get_model(request.user, name, perms.CAN_MANAGE)
+    template = "approvals/model_permissions.html"
+    if request.method == "GET":
+        return render(request, template, _permissions_context(model))
+    post = request.POST
+    kind = post.get("kind", "user")
+    principal = post.get("principal", "").strip()
+    level = post.get("level", "")
+    form = {"kind": kind, "principal": principal, "level": level}
+    error = ""
+    try:
+        if not principal:
+            raise InvalidParameter("Name the user or group to grant.")
+        key = "group_name" if kind == "group" else "user_name"
+        if post.get("action") == "revoke":
+            User = get_user_model()
+            user = User.objects.filter(username=principal).first() if kind == "user" else None
+            group = Group.objects.filter(name=principal).first() if kind == "group" else None
+            if user is None and group is None:
+                raise InvalidParameter(f"{kind.capitalize()} '{principal}' does not exist.")
+            with transaction.atomic():
+                perms.require_level(request.user, model, perms.CAN_MANAGE, not_found=Http404(), action="change its permissions")
+                services.grant_permission(obj=model, level=None, user=user, group=group)
+            form = {}
+        else:
+            services.set_permissions(actor=request.user, obj=model, replace=False,
+                                     access_control_list=[{key: principal, "permission_level": level}])
+            form = {}
+    except MlflowError as exc:
+        error = exc.message
+    context = _permissions_context(model, error=error, form=form)
+    if request.htmx:
+        return render(request, template + "#permissions-panel", context)
+    if error:
+        return render(request, template, context)
+    messages.success(request, "Permissions updated.")
+    return redirect(reverse("approvals:model_permissions", args=[model.name]))
+
+
+# --------------------------------------------------------------------------- settings: stages and policies
+
+
+def _require_admin(request):
+    if not request.user.is_superuser:
+        raise DjangoPermissionDenied("Only administrators manage stages and stage policies.")
+
+
+def _stages_context(*, error: str = "", form: dict | None = None) -> dict:
+    stages = list(Stage.objects.order_by("order", "id"))
+    used = set(ModelVersion.objects.filter(current_stage__in=[s.name for s in stages]).values_list("current_stage", flat=True).distinct())
+    for s in stages:
+        s.in_use = s.name in used
+    return {"stages": stages, "stage_error": error, "stage_form": form or {}, "settings_tab": "stages"}
+
+
+@require_http_methods(["GET", "POST"])
+def settings_stages(request):
+    """Custom stages (admins): add one, or delete an unused custom one."""
+    _require_admin(request)
+    template = "approvals/settings_stages.html"
+    if request.method == "GET":
+        return render(request, template, _stages_context())
+    post = request.POST
+    form = {"name": post.get("name", "").strip(), "order": post.get("order", "").strip(), "description": post.get("description", "")}
+    error = ""
+    try:
+        if post.get("action") == "delete":
+            stage = Stage.objects.filter(pk=post.get("stage_id") or 0).first()
+            if stage is None:
+                raise InvalidParameter("No such stage.")
+            if stage.built_in:
+                raise InvalidParameter(f"{stage.name} is a built-in MLflow stage and cannot be deleted.")
+            if ModelVersion.objects.filter(current_stage=stage.name).exists():
+                raise InvalidParameter(f"Versions are in {stage.name}; move them out before deleting the stage.")
+            stage.delete()
+            form = {}
+        else:
+            name = form["name"]
+            if not name or len(name) > 64 or not all(c.isalnum() or c in " -_" for c in name):
+                raise InvalidParameter("A stage name is 1 to 64 letters, digits, spaces, '-' or '_'.")
+            if Stage.objects.filter(name__iexact=name).exists():
+                raise InvalidParameter(f"Stage {name} already exists.")
+            order = int(form["order"]) if form["order"].lstrip("-").isdigit() else 100
+            try:
+                with transaction.atomic():
+                    Stage.objects.create(name=name, order=order, description=form["description"])
+            except IntegrityError:
+                raise InvalidParameter(f"Stage {name} already exists.") from None
+            form = {}
+    except MlflowError as exc:
+        error = exc.message
+    context = _stages_context(error=error, form=form)
+    if request.htmx:
+        return render(request, template + "#stages-panel", context)
+    if error:
+        return render(request, template, context)
+    messages.success(request, "Stages updated.")
+    return redirect("approvals:settings_stages")
+
+
+def _policies_context(*, error: str = "", form: dict | None = None) -> dict:
+    from registry.services import stage_names
+
+    rows = list(StagePolicy.objects.select_related("model", "updated_by").order_by("model__name", "stage"))
+    for row in rows:
+        row.checks_text = ", ".join(checks.describe(c) for c in row.checks or []) or "—"
+    return {
+        "policies": rows, "stages": stage_names(), "approver_levels": APPROVER_LEVELS, "policy_error": error,
+        "policy_form": form or {"requires_approval": True, "min_approvals": "1", "checks": "[]"}, "settings_tab": "policies",
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def settings_policies(request):
+    """Stage policies (admins): set the global policy of a stage or a model's override; delete one."""
+    _require_admin(request)
+    template = "approvals/settings_policies.html"
+    if request.method == "GET":
+        return render(request, template, _policies_context())
+    post = request.POST
+    form = {
+        "stage": post.get("stage", ""), "model_name": post.get("model_name", "").strip(),
+        "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
+        "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
+        "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
+    }
+    error = ""
+    try:
+        if post.get("action") == "delete":
+            services.delete_stage_policy(user=request.user, stage=form["stage"], model_name=form["model_name"] or None)
+        else:
+            try:
+                spec = json.loads(form["checks"] or "[]")
+            except ValueError as exc:
+                raise InvalidParameter(f"Checks must be a JSON list: {exc}") from None
+            if not form["min_approvals"].strip().isdigit():
+                raise InvalidParameter("Minimum approvals must be a whole number from 1 to 20.")
+            services.set_stage_policy(
+                user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
+                requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
+                approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
+            )
+    except MlflowError as exc:
+        error = exc.message
+    context = _policies_context(error=error, form=form if error else None)
+    if request.htmx:
+        return render(request, template + "#policies-panel", context)
+    if error:
+        return render(request, template, context)
+    messages.success(request, "Stage policies updated.")
+    return redirect("approvals:settings_policies")
+
