@@ -7,8 +7,10 @@ order and each one's `prev_hash` is the hash of the record committed just before
 Why a head lock rather than building the chain later in one task: the record is then part of
 the change's transaction (no committed change without its audit row, and no window in which a
 change is visible but not yet chained), at the price of serialising registry writes from the
-first event of a transaction to its commit. Registry writes are rare and short (a few ms);
-measured on PostgreSQL, see `bench/audit_append.py`.
+first event of a transaction to its commit. Registry writes are rare and short: measured with
+`bench/audit_append.py` on local PostgreSQL 15 (2 shared cores) the chain adds ~3 queries and a few
+ms to a tag write (7.5 -> 13 ms, noisy), and 4 concurrent writers on different models ran at the
+same ~100 writes/s with and without it (the commit's fsync, not the head lock, is the bottleneck).
 """
 
 import hashlib
