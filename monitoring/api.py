@@ -243,9 +243,11 @@ def databricks_list(request, params: Params):
     if model_name:
         qs = qs.filter(model_name=model_name)
     events = params.string_list("events")
-    rows, token = _page(qs, max_results=max_results, page_token=params.string("page_token"), kind="registry-webhooks")
     if events:
-        rows = [h for h in rows if set(events) & set(h.events)]
+        # A webhook matches when it subscribes to any of the events (a JSON list: filtered here, then paged).
+        wanted = set(events)
+        qs = qs.filter(pk__in=[pk for pk, subscribed in qs.values_list("pk", "events") if wanted & set(subscribed)])
+    rows, token = _page(qs, max_results=max_results, page_token=params.string("page_token"), kind="registry-webhooks")
     data = {"webhooks": [databricks_webhook(h) for h in rows]}
     if token:
         data["next_page_token"] = token

@@ -173,10 +173,13 @@ def fan_out(event: Event) -> list[WebhookDelivery]:
     hooks = Webhook.objects.filter(deleted_timestamp__isnull=True, status=Webhook.ACTIVE).filter(
         Q(model__isnull=True) | Q(model_id=model_id)
     )
+    enriched = None
     for hook in hooks:
         for name in catalog.names_for(event, hook.flavor):
             if name in hook.events:
-                delivery = _create_delivery(hook, event, name)
+                if hook.flavor == Webhook.MLFLOW and enriched is None:
+                    enriched = _with_current_fields(event)
+                delivery = _create_delivery(hook, enriched if hook.flavor == Webhook.MLFLOW else event, name)
                 if delivery is not None:
                     created.append(delivery)
                 break
@@ -186,13 +189,41 @@ def fan_out(event: Event) -> list[WebhookDelivery]:
     return created
 
 
+class _EventView:
+    """The event with a payload completed from the database (MLflow's payloads carry tags and the
+    description, which the registry's outbox row does not repeat)."""
+
+    def __init__(self, event, payload):
+        self._event, self.payload = event, payload
+
+    def __getattr__(self, name):
+        return getattr(self._event, name)
+
+
+def _with_current_fields(event):
+    payload = dict(event.payload or {})
+    if event.type == "registered_model.created" and event.model_id:
+        model = RegisteredModel.objects.filter(pk=event.model_id).first()
+        if model is not None:
+            payload.setdefault("tags", dict(model.tags.values_list("key", "value")))
+            payload.setdefault("description", model.description)
+    elif event.type == "model_version.created" and event.model_id and event.version is not None:
+        from registry.models import ModelVersion
+
+        mv = ModelVersion.objects.filter(registered_model_id=event.model_id, version=event.version).first()
+        if mv is not None:
+            payload.setdefault("tags", dict(mv.tags.values_list("key", "value")))
+            payload.setdefault("description", mv.description or None)
+    return _EventView(event, payload)
+
+
 def _create_delivery(hook: Webhook, event, name: str, *, is_test: bool = False) -> WebhookDelivery | None:
     delivery_id = uuid.uuid4()
     now = timezone.now()
     try:
         with transaction.atomic():
             return WebhookDelivery.objects.create(
-                id=delivery_id, webhook=hook, event=None if is_test else event, event_name=name,
+                id=delivery_id, webhook=hook, event=None if is_test else getattr(event, "_event", event), event_name=name,
                 model_name=event.model_name, version=event.version, is_test=is_test,
                 body=catalog.render_body(event, name, flavor=hook.flavor, webhook_id=hook.id),
                 next_attempt_at=now, give_up_at=now + timedelta(hours=_setting("STAGEGATE_WEBHOOK_RETRY_HOURS", 24)),

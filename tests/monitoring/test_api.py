@@ -144,6 +144,8 @@ def test_databricks_create_update_list_delete(api_for, owner, outsider, admin_ap
     listed = api.get("registry-webhooks/list", {"model_name": "churn"}).json()
     assert [w["id"] for w in listed["webhooks"]] == [hook["id"]]
     assert api.get("registry-webhooks/list", {"model_name": "other"}).json() == {"webhooks": []}
+    assert [w["id"] for w in api.get("registry-webhooks/list", {"events": "MODEL_VERSION_TRANSITIONED_STAGE"}).json()["webhooks"]] == [hook["id"]]
+    assert api.get("registry-webhooks/list", {"events": "MODEL_VERSION_CREATED"}).json() == {"webhooks": []}
     # The MLflow API does not list Databricks-style webhooks (their shapes differ).
     assert admin_api.get("webhooks").json() == {"webhooks": []}
 

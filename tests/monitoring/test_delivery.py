@@ -97,6 +97,16 @@ def test_databricks_signature_is_hex_hmac_of_body(admin, owner, receiver, make_v
     assert payload["webhook_id"] == str(WebhookDelivery.objects.get().webhook_id)
 
 
+def test_mlflow_payloads_carry_tags_and_description(admin, owner, receiver, make_version):
+    _hook(admin, receiver, events=["registered_model.created", "model_version.created"])
+    registry.create_registered_model(name="tagged", user=owner, description="about", tags=[{"key": "team", "value": "risk"}])
+    make_version("tagged", tags=[{"key": "validated", "value": "yes"}], description="first")
+    by_entity = {b["entity"]: b["data"] for b in receiver.bodies()}
+    assert by_entity["registered_model"] == {"name": "tagged", "tags": {"team": "risk"}, "description": "about"}
+    mv = by_entity["model_version"]
+    assert mv["tags"] == {"validated": "yes"} and mv["description"] == "first" and mv["version"] == "1"
+
+
 def test_unsigned_without_secret(admin, receiver, make_version):
     _hook(admin, receiver, secret=None)
     make_version("m")
