@@ -132,7 +132,14 @@ def review_request(request, request_id: int):
     form = {"request_id": req.pk, "comment": comment}
     if request.htmx:
         context = registry_views.workflow_context(request, mv, level, error=error, form=form if error else None)
-        return render(request, "registry/model_version_detail.html#version-workflow", context)
+        response = render(request, "registry/model_version_detail.html#version-workflow", context)
+        # The header's inbox count changes with the decision: swap it out of band.
+        count = inbox_count(request.user)
+        response.content += (
+            f'<span id="inbox-count" class="count{" some" if count else ""}" hx-swap-oob="true" '
+            f'title="Requests waiting for your review">{count}</span>'
+        ).encode()
+        return response
     if error:
         messages.error(request, error)
     return redirect(version_url(name, version) + "#workflow-h")

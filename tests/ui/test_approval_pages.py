@@ -105,6 +105,7 @@ def test_approve_htmx_shows_new_stage_and_history(client, data_scientist, review
     assert response.status_code == 200 and html.strip().startswith('<section id="version-workflow"')
     assert 'id="current-stage" class="badge Production"' in html
     assert "Approved request" in html and f"#{req.pk}" in html and "No pending requests" in html
+    assert '<span id="inbox-count" class="count" hx-swap-oob="true"' in html  # nothing left to review
     assert ModelVersion.objects.get(registered_model=governed, version=1).current_stage == "Production"
 
 
