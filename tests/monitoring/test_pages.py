@@ -165,3 +165,20 @@ def test_history_page(owner, make_version):
 def test_pages_need_login(client, hook):
     r = client.get(reverse("monitoring:webhook_list"))
     assert r.status_code == 302 and "/login/" in r["Location"]
+
+
+def test_model_panel_include_renders_with_only_the_model(owner, make_version):
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+
+    from registry.models import RegisteredModel
+
+    make_version("m")
+    request = RequestFactory().get("/")
+    request.user = owner
+    html = render_to_string("monitoring/_model_panel.html", {"model": RegisteredModel.objects.get(name="m")}, request=request)
+    assert 'hx-get="/monitoring/models/m/watch"' in html and 'href="/monitoring/models/m/history"' in html
+    # What the lazy loads fetch: the partials alone.
+    c = browser(owner)
+    assert c.get("/monitoring/models/m/watch", **HX).content.decode().lstrip().startswith('<form id="watch-button"')
+    assert c.get("/monitoring/models/m/history", **HX).content.decode().lstrip().startswith('<section id="point-in-time"')
