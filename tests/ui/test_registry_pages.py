@@ -361,3 +361,36 @@ def test_pages_require_sign_in(client, db):
     for url in ("/models/", "/models/x/", "/models/x/versions/1/", "/models/x/compare/", "/models/x/versions/1/history/"):
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/login/"), url
+
+
+def test_every_htmx_element_is_also_a_real_link_or_form(client, owner, admin):
+    """Pages work without JavaScript: each hx-get/hx-post sits on an <a href> or a <form action>
+    with the same URL, and every hx-post form also posts."""
+    import re
+
+    from approvals import services as gov
+
+    experiment = data.experiment(owner, "parity")
+    run = data.run(owner, experiment, metrics={"rmse": [0.5]})
+    make_version(owner, "wine", run=run, stage="Staging")
+    make_version(owner, "wine", run=run)
+    gov.request_stage_transition(name="wine", version=1, stage="Production", user=owner)
+    gov.create_comment(name="wine", version=1, user=owner, comment="hello")
+    pages = [
+        "/models/", "/models/wine/", "/models/wine/versions/1/", "/models/wine/versions/1/history/",
+        "/models/wine/compare/?versions=1&versions=2", "/models/wine/versions/1/request/", "/reviews/",
+        "/models/wine/permissions/", "/settings/tokens/", "/settings/stages/", "/settings/policies/",
+    ]
+    web = as_user(client, admin)
+    checked = 0
+    for url in pages:
+        html = web.get(url).content.decode()
+        for tag in re.findall(r"<(?:a|form|button|input|select|textarea)\b[^>]*\bhx-(?:get|post)=[^>]*>", html):
+            checked += 1
+            href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
+            assert href, f"{url}: {tag} has hx-get/hx-post but no href/action"
+            if "hx-post" in tag:
+                assert 'method="post"' in tag, f"{url}: {tag} must also POST without JavaScript"
+            hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
+            assert href.group(1).split("#")[0] == hx.split("#")[0], f"{url}: {tag} links somewhere else than it swaps"
+    assert checked > 20
