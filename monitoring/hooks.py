@@ -9,9 +9,10 @@ from registry import events as registry_events
 
 
 def audit_event(event) -> None:
-    from monitoring import audit
+    from monitoring import audit, services
 
     audit.record_event(event)
+    services.notify_before_delete(event)
 
 
 def fan_out(event) -> None:

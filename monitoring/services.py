@@ -314,11 +314,15 @@ def _post(delivery: WebhookDelivery, hook: Webhook, number: int):
     """One HTTP try. Returns (status_code, excerpt, error, retryable, retry_after, latency_ms)."""
     started = time.monotonic()
     try:
+        headers = _headers(delivery, hook, number)
+    except RuntimeError as exc:  # the secret cannot be decrypted (key changed): never send unsigned
+        return None, "", str(exc), False, None, 0
+    try:
         security.check_url(hook.url)
         response = requests.post(
             hook.url,
             data=delivery.body.encode("utf-8"),
-            headers=_headers(delivery, hook, number),
+            headers=headers,
             timeout=(5, _setting("STAGEGATE_WEBHOOK_TIMEOUT", 10)),
             allow_redirects=False,
             verify=hook.enable_ssl_verification,
@@ -354,6 +358,14 @@ def deliver(*, delivery_id) -> WebhookDelivery | None:
     if delivery is None:
         return None
     hook = delivery.webhook
+    if not delivery.is_test and (hook.deleted_timestamp or hook.status != Webhook.ACTIVE):
+        # Switched off after the event: do not send; a manual redelivery can still send it later.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.CANCELLED, finished_at=timezone.now(), lease_until=None,
+            last_error=f"webhook {'deleted' if hook.deleted_timestamp else hook.status.lower()} before delivery",
+        )
+        delivery.refresh_from_db()
+        return delivery
     number = delivery.attempts + 1
     attempt = DeliveryAttempt.objects.create(
         delivery=delivery, number=number, worker=f"{socket.gethostname()}:{os.getpid()}"
@@ -552,15 +564,35 @@ def notify(*, event: Event, model_id: int | None) -> int:
     if not lines:
         return 0
     text = catalog.text_for(event)
-    link = f"/models/{event.model_name}/" if event.model_name else ""
+    link = _model_link(event.model_name) if event.model_name and event.type != "registered_model.deleted" else ""
     Notification.objects.bulk_create(
         [Notification(user_id=uid, event=event, reason=reason, text=text, link=link) for uid, reason in lines.items()],
         ignore_conflicts=True,
     )
     batch = _setting("STAGEGATE_EMAIL_BATCH_SECONDS", 60)
-    for user_id in lines:
-        _enqueue_digest(user_id, countdown=batch)
+    recipients = list(lines)
+
+    def enqueue():
+        for user_id in recipients:
+            _enqueue_digest(user_id, countdown=batch)
+
+    transaction.on_commit(enqueue)  # at once outside a transaction
     return len(lines)
+
+
+def _model_link(name: str) -> str:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("registry:model_detail", args=[name])
+    except NoReverseMatch:
+        return ""
+
+
+def notify_before_delete(event: Event) -> None:
+    """In the deleting transaction: a model's watchers are gone after commit, so queue their lines now."""
+    if event.type == "registered_model.deleted" and event.model_id:
+        notify(event=event, model_id=event.model_id)
 
 
 def _enqueue_digest(user_id: int, countdown: float | None = None) -> None:

@@ -367,3 +367,25 @@ def test_secret_is_encrypted_at_rest(admin, receiver):
     from monitoring import security
 
     assert security.decrypt(raw) == "very-secret-value"
+
+
+def test_a_webhook_switched_off_after_the_event_does_not_send(admin, receiver, make_version, settings):
+    receiver.respond(500)
+    hook = _hook(admin, receiver)
+    make_version("m")
+    delivery = WebhookDelivery.objects.get(webhook=hook)
+    services.update_webhook(user=admin, webhook_id=hook.pk, flavor=Webhook.MLFLOW, status=Webhook.DISABLED)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    services.sweep()
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.CANCELLED and "disabled" in delivery.last_error
+    assert len(receiver.requests) == 1
+
+
+def test_an_undecryptable_secret_fails_instead_of_sending_unsigned(admin, receiver, make_version, settings):
+    hook = _hook(admin, receiver)
+    settings.STAGEGATE_WEBHOOK_SECRET_KEY = "a different key"
+    make_version("m")
+    delivery = WebhookDelivery.objects.get(webhook=hook)
+    assert delivery.status == WebhookDelivery.FAILED and "cannot be decrypted" in delivery.last_error
+    assert receiver.requests == []

@@ -95,3 +95,12 @@ def test_a_failed_send_hands_the_lines_back(owner, data_scientist, make_version,
     assert pending.count() == 1
     assert services.send_digest(user_id=data_scientist.pk) == 1
     assert len(_mails_to(data_scientist)) == 1
+
+
+def test_watchers_hear_about_the_models_deletion(owner, data_scientist, make_version):
+    make_version("doomed")
+    services.watch_model(user=data_scientist, name="doomed")
+    mail.outbox.clear()
+    registry.delete_registered_model(name="doomed", user=owner)
+    [message] = _mails_to(data_scientist)
+    assert "Registered model 'doomed' was deleted by owner" in message.subject
