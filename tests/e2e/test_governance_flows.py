@@ -209,3 +209,72 @@ def test_flow4_version_from_the_mlflow_client_turns_ready_on_the_open_page(mlflo
     screenshot(page, "governance-version-ready")
     assert not page.js_errors
     page.context.close()
+
+
+def test_governance_without_javascript(browser, live_server, data_scientist, reviewer, governed, screenshot):
+    """POST/redirect/GET all the way: request on its own page, approve with a plain form post."""
+    from django.conf import settings
+    from django.test import Client
+
+    def no_js_tab(user):
+        client = Client()
+        client.force_login(user)
+        context = browser.new_context(base_url=live_server.url, java_script_enabled=False, viewport={"width": 1360, "height": 900})
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                              "url": live_server.url}])
+        return context.new_page()
+
+    page = no_js_tab(data_scientist)
+    page.goto("/models/wine/versions/1/")
+    page.click("#request-transition")
+    page.wait_for_url(re.compile(r"/models/wine/versions/1/request/$"))
+    page.click("a[href$='?stage=Archived']")  # the <noscript> links preview another stage's checks
+    page.wait_for_url(re.compile(r"stage=Archived"))
+    assert "No approval policy for Archived" in page.inner_text("#request-checks")
+    page.select_option("#request-stage", "Production")
+    page.fill("#request-comment", "no-JS request")
+    page.click("#submit-request")
+    page.wait_for_url(re.compile(r"/models/wine/versions/1/#request-\d+$"))
+    assert "no-JS request" in page.inner_text("#version-workflow")
+    page.context.close()
+
+    page = no_js_tab(reviewer)
+    page.goto("/reviews/")
+    page.click("#to-review >> text=Version 1")
+    page.fill("#version-workflow textarea[name=comment]", "fine")
+    page.click("#version-workflow button[value=approve]")
+    page.wait_for_url(re.compile(r"/models/wine/versions/1/#workflow-h$"))
+    assert page.inner_text("#current-stage") == "Production"
+    page.goto("/models/wine/")
+    screenshot(page, "governance-model-page")
+    page.goto("/models/wine/compare/?versions=1")
+    page.context.close()
+
+
+def test_screenshots_of_the_settings_and_compare_pages(browser, live_server, owner, admin, governed, screenshot):
+    from tests.ui.test_registry_pages import make_version as add_version
+
+    _, best, _ = governed
+    add_version(owner, "wine", run=best, requirements="scikit-learn==1.7\n")
+    page = _tab(browser, live_server, owner)
+    page.goto("/models/wine/compare/?versions=1&versions=2")
+    page.click("#only-differences")
+    page.wait_for_function("location.search.includes('diff=1')")
+    assert "scikit-learn==1.7" in page.inner_text("#compare-table")
+    screenshot(page, "governance-compare")
+    page.goto("/models/wine/versions/1/history/")
+    screenshot(page, "governance-history")
+    page.goto("/settings/tokens/")
+    page.fill("#token-name", "laptop")
+    page.click("#tokens-panel button[type=submit]")
+    page.wait_for_selector("#new-token")
+    assert page.input_value("#new-token").startswith("sg_")
+    screenshot(page, "settings-tokens")
+    page.context.close()
+    page = _tab(browser, live_server, admin)
+    page.goto("/settings/policies/")
+    screenshot(page, "settings-policies")
+    page.goto("/settings/stages/")
+    screenshot(page, "settings-stages")
+    assert not page.js_errors
+    page.context.close()
