@@ -15,8 +15,8 @@ let through.
 
 from types import SimpleNamespace
 
-from django.db import connection
-
+from core.sql import fetch as _fetch
+from core.sql import in_list
 from registry.models import ModelVersion, RegisteredModel
 
 MV = ModelVersion._meta.db_table
@@ -29,16 +29,6 @@ ALIAS = RegisteredModel.aliases.rel.related_model._meta.db_table
 MV_FIELDS = ("id", "registered_model_id", "version", "creation_timestamp", "last_updated_timestamp", "current_stage",
              "description", "user_id", "source", "run_id", "status", "status_message", "run_link")
 MV_SELECT = ", ".join(f"v.{f}" for f in MV_FIELDS)
-
-
-def _in(values) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
-def _fetch(sql: str, params) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
 
 
 def _prefetched(obj, **related) -> None:
@@ -56,10 +46,11 @@ def _version_objects(rows: list[tuple]) -> list[ModelVersion]:
         return []
     ids = [row[0] for row in rows]
     tags: dict[int, list] = {}
-    for version_id, key, value in _fetch(f"SELECT version_id, key, value FROM {MV_TAG} WHERE version_id IN ({_in(ids)}) ORDER BY key", ids):
+    where, params = in_list("version_id", ids)
+    for version_id, key, value in _fetch(f"SELECT version_id, key, value FROM {MV_TAG} WHERE {where} ORDER BY key", params):
         tags.setdefault(version_id, []).append(SimpleNamespace(key=key, value=value))
     aliases: dict[int, list] = {}
-    for version_id, alias in _fetch(f"SELECT version_id, alias FROM {ALIAS} WHERE version_id IN ({_in(ids)})", ids):
+    for version_id, alias in _fetch(f"SELECT version_id, alias FROM {ALIAS} WHERE {where}", params):
         aliases.setdefault(version_id, []).append(SimpleNamespace(alias=alias))
     versions = []
     for row in rows:
@@ -73,8 +64,8 @@ def model_versions_json(version_ids: list[int]) -> list[dict]:
     """The versions' JSON, in the order of `version_ids`: three queries whatever their number."""
     if not version_ids:
         return []
-    rows = _fetch(f"SELECT {MV_SELECT}, m.name FROM {MV} v JOIN {RM} m ON m.id = v.registered_model_id WHERE v.id IN ({_in(version_ids)})",
-                  list(version_ids))
+    where, params = in_list("v.id", version_ids)
+    rows = _fetch(f"SELECT {MV_SELECT}, m.name FROM {MV} v JOIN {RM} m ON m.id = v.registered_model_id WHERE {where}", params)
     by_id = {row[0]: row for row in rows}
     ordered = [by_id[pk] for pk in version_ids if pk in by_id]
     return [mv.to_mlflow(model_name=row[-1]) for mv, row in zip(_version_objects([row[:-1] for row in ordered]), ordered)]
@@ -86,23 +77,45 @@ def version_json(model_id: int, model_name: str, version: int) -> dict | None:
     return _version_objects(rows)[0].to_mlflow(model_name=model_name) if rows else None
 
 
-def latest_versions(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
-    """{model id: [newest version per stage, by version]}: one query for the versions (the
-    (model, stage, -version) index answers each MAX) plus their tags and aliases. The same rows
-    as registry.services.latest_versions_for, as unsaved instances ready for to_mlflow()."""
+def _latest(model_ids: list[int], stages: list[str] | None, columns: str) -> list[tuple]:
+    """`columns` of the newest version in each stage present, for many models: a loose index
+    scan over the (model, stage, -version) index (a recursive CTE walks each model's distinct
+    stages, one index probe per stage), so a model with 100k versions costs what one with 10
+    costs. Ordered by model, then version."""
     if not model_ids:
-        return {}
-    ids = list(model_ids)
-    sql = (
-        f"SELECT {MV_SELECT} FROM {MV} v WHERE v.registered_model_id IN ({_in(ids)}) AND v.version = "
-        f"(SELECT MAX(w.version) FROM {MV} w WHERE w.registered_model_id = v.registered_model_id AND w.current_stage = v.current_stage)"
-    )
-    params = list(ids)
+        return []
+    where, params = in_list("m.id", model_ids)
+    stage_sql = ""
     if stages:
-        sql += f" AND v.current_stage IN ({_in(stages)})"
-        params += list(stages)
+        stage_sql, stage_params = in_list("st.stage", stages)
+        stage_sql = " AND " + stage_sql
+        params += stage_params
+    first = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = m.id"
+    after = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage > st.stage"
+    newest = f"SELECT MAX(w.version) FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage = st.stage"
+    sql = (
+        f"WITH RECURSIVE st(model_id, stage) AS ("
+        f" SELECT m.id, CAST(({first}) AS TEXT) FROM {RM} m WHERE {where}"
+        f" UNION ALL SELECT st.model_id, CAST(({after}) AS TEXT) FROM st WHERE st.stage IS NOT NULL)"
+        f" SELECT {columns} FROM (SELECT st.model_id, ({newest}) AS version FROM st WHERE st.stage IS NOT NULL{stage_sql}) top"
+        f" JOIN {MV} v ON v.registered_model_id = top.model_id AND v.version = top.version"
+        f" ORDER BY v.registered_model_id, v.version"
+    )
+    return _fetch(sql, params)
+
+
+def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None) -> list[int]:
+    """Primary keys of the newest version in each stage present (see `_latest`)."""
+    return [row[0] for row in _latest(model_ids, stages, "v.id")]
+
+
+def latest_versions(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
+    """{model id: [newest version per stage, by version]}: the same rows as
+    registry.services.latest_versions_for, as unsaved instances ready for to_mlflow(), in
+    three plain queries (the versions, their tags, their aliases)."""
+    rows = _latest(model_ids, stages, MV_SELECT)
     result: dict[int, list[ModelVersion]] = {}
-    for mv in _version_objects(_fetch(sql + " ORDER BY v.registered_model_id, v.version", params)):
+    for mv in _version_objects(rows):
         result.setdefault(mv.registered_model_id, []).append(mv)
     return result
 
@@ -114,12 +127,12 @@ def registered_models_json(models: list[RegisteredModel]) -> list[dict]:
         return []
     ids = [m.pk for m in models]
     tags: dict[int, list] = {}
-    for model_id, key, value in _fetch(f"SELECT model_id, key, value FROM {RM_TAG} WHERE model_id IN ({_in(ids)}) ORDER BY key", ids):
+    where, params = in_list("model_id", ids)
+    for model_id, key, value in _fetch(f"SELECT model_id, key, value FROM {RM_TAG} WHERE {where} ORDER BY key", params):
         tags.setdefault(model_id, []).append(SimpleNamespace(key=key, value=value))
     aliases: dict[int, list] = {}
-    for model_id, alias, number in _fetch(
-        f"SELECT a.model_id, a.alias, v.version FROM {ALIAS} a JOIN {MV} v ON v.id = a.version_id WHERE a.model_id IN ({_in(ids)})", ids
-    ):
+    where, params = in_list("a.model_id", ids)
+    for model_id, alias, number in _fetch(f"SELECT a.model_id, a.alias, v.version FROM {ALIAS} a JOIN {MV} v ON v.id = a.version_id WHERE {where}", params):
         aliases.setdefault(model_id, []).append(SimpleNamespace(alias=alias, version=SimpleNamespace(version=number)))
     latest = latest_versions(ids)
     result = []

@@ -67,3 +67,10 @@ def test_version_json_equals_the_orm(registry_data):
         expected = access.version_queryset().get(pk=mv.pk).to_mlflow()
         assert reads.version_json(mv.registered_model_id, mv.registered_model.name, mv.version) == expected
     assert reads.version_json(RegisteredModel.objects.get(name="alpha").pk, "alpha", 99) is None
+
+
+def test_latest_version_ids_equal_the_orm(registry_data):
+    ids = list(RegisteredModel.objects.values_list("pk", flat=True))
+    expected = [mv.pk for versions in services.latest_versions_for(ids).values() for mv in versions]
+    assert reads.latest_version_ids(ids) == expected and len(expected) >= 5
+    assert reads.latest_version_ids([]) == []
