@@ -77,11 +77,12 @@ def version_json(model_id: int, model_name: str, version: int) -> dict | None:
     return _version_objects(rows)[0].to_mlflow(model_name=model_name) if rows else None
 
 
-def _latest(model_ids: list[int], stages: list[str] | None, columns: str) -> list[tuple]:
-    """`columns` of the newest version in each stage present, for many models: a loose index
-    scan over the (model, stage, -version) index (a recursive CTE walks each model's distinct
-    stages, one index probe per stage), so a model with 100k versions costs what one with 10
-    costs. Ordered by model, then version."""
+def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None) -> list[int]:
+    """Primary keys of the newest version in each stage present, for many models, ordered by
+    model then version: a loose index scan over the (model, stage, -version) index (a recursive
+    CTE walks each model's distinct stages, one index probe per stage), so a model with 100k
+    versions costs what one with 10 costs. No join back to the versions here: PostgreSQL
+    misjudges the CTE's size and would hash-join a scan of every version."""
     if not model_ids:
         return []
     where, params = in_list("m.id", model_ids)
@@ -92,28 +93,26 @@ def _latest(model_ids: list[int], stages: list[str] | None, columns: str) -> lis
         params += stage_params
     first = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = m.id"
     after = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage > st.stage"
-    newest = f"SELECT MAX(w.version) FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage = st.stage"
+    newest = f"FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage = st.stage ORDER BY w.version DESC LIMIT 1"
     sql = (
         f"WITH RECURSIVE st(model_id, stage) AS ("
         f" SELECT m.id, CAST(({first}) AS TEXT) FROM {RM} m WHERE {where}"
         f" UNION ALL SELECT st.model_id, CAST(({after}) AS TEXT) FROM st WHERE st.stage IS NOT NULL)"
-        f" SELECT {columns} FROM (SELECT st.model_id, ({newest}) AS version FROM st WHERE st.stage IS NOT NULL{stage_sql}) top"
-        f" JOIN {MV} v ON v.registered_model_id = top.model_id AND v.version = top.version"
-        f" ORDER BY v.registered_model_id, v.version"
+        f" SELECT top.id FROM (SELECT st.model_id, (SELECT w.id {newest}) AS id, (SELECT w.version {newest}) AS version"
+        f" FROM st WHERE st.stage IS NOT NULL{stage_sql}) top ORDER BY top.model_id, top.version"
     )
-    return _fetch(sql, params)
-
-
-def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None) -> list[int]:
-    """Primary keys of the newest version in each stage present (see `_latest`)."""
-    return [row[0] for row in _latest(model_ids, stages, "v.id")]
+    return [row[0] for row in _fetch(sql, params)]
 
 
 def latest_versions(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
     """{model id: [newest version per stage, by version]}: the same rows as
     registry.services.latest_versions_for, as unsaved instances ready for to_mlflow(), in
-    three plain queries (the versions, their tags, their aliases)."""
-    rows = _latest(model_ids, stages, MV_SELECT)
+    four plain queries (their ids, the versions, their tags, their aliases)."""
+    ids = latest_version_ids(model_ids, stages=stages)
+    if not ids:
+        return {}
+    where, params = in_list("v.id", ids)
+    rows = _fetch(f"SELECT {MV_SELECT} FROM {MV} v WHERE {where} ORDER BY v.registered_model_id, v.version", params)
     result: dict[int, list[ModelVersion]] = {}
     for mv in _version_objects(rows):
         result.setdefault(mv.registered_model_id, []).append(mv)
