@@ -100,7 +100,9 @@ class Verdict:
     def __str__(self):
         if self.ok:
             return f"OK: {self.checked} audit records, chain intact up to seq {self.head_seq}."
-        return f"TAMPERED at seq {self.seq} (row id {self.record_id}): {self.problem}"
+        where = f" at seq {self.seq}" if self.seq is not None else ""
+        row = f" (row id {self.record_id})" if self.record_id is not None else ""
+        return f"TAMPERED{where}{row}: {self.problem}"
 
 
 def _raw_rows(batch: int = 2000):
@@ -146,7 +148,28 @@ def verify() -> Verdict:
         return Verdict(False, checked, head_seq, f"record(s) seq {last_seq + 1}..{head_seq} removed from the end", last_seq + 1, None, "removed")
     if last_seq > head_seq or (last and last["hash"] != head_hash):
         return Verdict(False, checked, head_seq, "records after the chain head: inserted", head_seq + 1, None, "inserted")
+    missing = _unrecorded_event()
+    if missing is not None:
+        # The chain itself is consistent, so it was rebuilt after a removal: the outbox still has the event.
+        return Verdict(False, checked, head_seq, f"registry event {missing} has no audit record: removed and the chain re-computed",
+                       None, None, "removed")
     return Verdict(True, checked, head_seq)
+
+
+def _unrecorded_event() -> int | None:
+    """The first registry Event, since the chain began, without its audit record (None when complete)."""
+    from django.db.models import Exists, OuterRef
+
+    from registry.models import Event
+
+    first = AuditRecord.objects.filter(event_id__isnull=False).order_by("seq").values_list("event_id", flat=True).first()
+    if first is None:
+        return None
+    return (
+        Event.objects.filter(pk__gte=first)
+        .exclude(Exists(AuditRecord.objects.filter(event_id=OuterRef("pk"))))
+        .order_by("pk").values_list("pk", flat=True).first()
+    )
 
 
 def to_json(record: AuditRecord) -> dict:

@@ -158,3 +158,21 @@ def test_export_json_lines(admin, admin_api, api, owner, make_version):
     assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
     verdict = admin_api.get("/api/2.0/stagegate/audit/verify").json()
     assert verdict["ok"] is True and verdict["checked"] == AuditRecord.objects.count()
+
+
+def test_a_removal_hidden_by_recomputing_the_chain_is_found_through_the_outbox(owner, make_version):
+    _changes(owner, make_version)
+    victim = AuditRecord.objects.get(seq=3)
+    _sql("DELETE FROM {t} WHERE id = %s", [victim.pk])
+    # Re-number and re-hash everything after it, and move the head: the chain alone looks intact.
+    prev = AuditRecord.objects.get(seq=2).hash
+    for record in AuditRecord.objects.filter(seq__gt=3).order_by("seq"):
+        values = {f: getattr(record, f) for f in audit.FIELDS}
+        values.update(seq=record.seq - 1, prev_hash=prev)
+        prev = audit.hash_of(values)
+        _sql("UPDATE {t} SET seq = %s, prev_hash = %s, hash = %s WHERE id = %s", [values["seq"], values["prev_hash"], prev, record.pk])
+    last = AuditRecord.objects.order_by("-seq").first()
+    AuditHead.objects.filter(pk=1).update(seq=last.seq, hash=last.hash)
+    verdict = audit.verify()
+    assert not verdict.ok and verdict.kind == "removed"
+    assert f"registry event {victim.event_id} has no audit record" in verdict.problem
