@@ -1,13 +1,11 @@
 """Who may see or change webhooks, deliveries and the audit log.
 
-Registry-wide webhooks and the audit log: admins (superusers). Per-model webhooks: users who may
-MANAGE the model (asked of registry.access, the one place model permissions are decided).
+Registry-wide webhooks and the audit log: admins (superusers). Per-model webhooks: users with
+CAN_MANAGE on the model (core.permissions decides levels; registry.access decides visibility).
 404 for what a user may not see, 403 for what they see but may not change.
 """
 
 import uuid
-
-from django.db.models import Q
 
 from core import permissions as perms
 from core.errors import DoesNotExist, PermissionDenied

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from core.errors import DoesNotExist, InvalidParameter, PermissionDenied
+from core.errors import InvalidParameter, PermissionDenied
 from monitoring import access, catalog, security
 from monitoring.models import AuditRecord, DeliveryAttempt, Notification, Watch, Webhook, WebhookDelivery
 from registry import access as registry_access
@@ -791,9 +791,3 @@ def parse_timestamp(value) -> int:
         parsed = parsed.replace(tzinfo=timezone.get_current_timezone())
     return int(parsed.timestamp() * 1000)
 
-
-def get_delivery_or_404(delivery_id):
-    try:
-        return WebhookDelivery.objects.select_related("webhook").get(pk=delivery_id)
-    except (WebhookDelivery.DoesNotExist, ValueError):
-        raise DoesNotExist(f"Delivery {delivery_id} not found.") from None
