@@ -212,8 +212,25 @@ def audit_log(request):
     ctx = {"page": page, "filters": filters, "error": error, "nav_section": "models", "query": request.GET.urlencode()}
     if request.htmx:
         return render(request, "monitoring/audit_log.html#audit-table", ctx)
-    ctx["verdict"] = audit.verify()
+    ctx["verdict"], ctx["verified_at"] = _chain_state(force=request.GET.get("verify") == "1")
     return render(request, "monitoring/audit_log.html", ctx)
+
+
+def _chain_state(*, force: bool):
+    """The chain's verdict, re-walked at most once a minute while the head does not move (a walk
+    reads every record); `?verify=1` walks it now."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from monitoring.models import AuditHead
+
+    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    cached = cache.get("monitoring:audit-verdict")
+    if not force and cached and cached[0] == head:
+        return cached[1], cached[2]
+    verdict, now = audit.verify(), timezone.now()
+    cache.set("monitoring:audit-verdict", (head, verdict, now), 60)
+    return verdict, now
 
 
 @require_GET
