@@ -129,7 +129,7 @@ def test_audit_page_shows_a_broken_chain(admin, owner, make_version):
         cursor.execute(f"UPDATE {AuditRecord._meta.db_table} SET actor_name = 'mallory' WHERE seq = 1")
     html = c.get(reverse("monitoring:audit_log"), {"verify": "1"}).content.decode()
     assert "Chain broken" in html and "TAMPERED at seq 1" in html
-    # A new record moves the head: the next view walks the chain again by itself.
+    # Without a cached verdict (expired, or the head moved) a plain view walks the chain itself.
     from django.core.cache import cache
 
     cache.clear()
