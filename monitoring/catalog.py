@@ -22,6 +22,7 @@ MLFLOW_EVENTS = {
     "prompt_alias": {"created", "deleted"},
     "budget_policy": {"exceeded"},
 }
+MODEL_ENTITIES = {"registered_model", "model_version", "model_version_tag", "model_version_alias"}
 MLFLOW_EVENT_NAMES = sorted(f"{e}.{a}" for e, actions in MLFLOW_EVENTS.items() for a in actions)
 
 DATABRICKS_EVENTS = [

@@ -29,8 +29,14 @@ class WebhookForm(forms.Form):
     name = forms.CharField(max_length=63, required=False, help_text="Required for MLflow-style webhooks.")
     url = forms.URLField(max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(
-        choices=[(n, n) for n in catalog.MLFLOW_EVENT_NAMES] + [(n, n) for n in catalog.DATABRICKS_EVENT_NAMES],
+        # Prompt and budget events are accepted on MLflow's API for compatibility but never fire here.
+        choices=[
+            ("MLflow-style", [(n, n) for n in catalog.MLFLOW_EVENT_NAMES if n.split(".")[0] in catalog.MODEL_ENTITIES]),
+            ("Databricks-style", [(n, n) for n in catalog.DATABRICKS_EVENTS]),
+            ("Databricks-style, Stagegate only", [(n, n) for n in catalog.EXTRA_EVENTS]),
+        ],
         widget=forms.CheckboxSelectMultiple,
+        help_text="Pick names of the webhook's style: MLflow-style names for MLflow-style webhooks, upper-case ones for Databricks-style.",
     )
     model_name = forms.CharField(max_length=256, required=False, help_text="Empty: registry-wide (administrators only).")
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
@@ -306,7 +312,10 @@ def model_history(request, name):
                 answer = {"kind": "stage", "holders": services.stage_at(user=request.user, name=name, stage=q["stage"], timestamp=ts)}
         except MlflowError as exc:
             error = exc.message
-    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models"}
+    from registry.services import stage_names
+
+    stages = [s for s in stage_names() if s != "None"]
+    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models", "stages": stages}
     if request.htmx:
         return render(request, "monitoring/model_history.html#point-in-time", ctx)
     return render(request, "monitoring/model_history.html", ctx)
