@@ -90,6 +90,8 @@ def test_flow1_data_scientist_requests_production_from_the_best_run(browser, liv
     page.click("#request-transition")
     dialog = page.locator("#request-dialog")
     dialog.wait_for()
+    # htmx wires the swapped-in form's triggers once the swap settles; wait for that before using it.
+    page.wait_for_function("() => { const f = document.getElementById('request-preview'); return !!(f && f['htmx-internal-data']); }")
     page.select_option("#request-stage", "Archived")
     page.wait_for_selector("#request-checks >> text=No approval policy for Archived")
     page.select_option("#request-stage", "Production")
