@@ -167,7 +167,7 @@ def model_list(request):
         sort = "name"
     models = perms.filter_visible(request.user, RegisteredModel.objects.all())
     if query:
-        models = models.filter(Q(name__icontains=query) | Q(tags__value__icontains=query, tags__key="description") | Q(description__icontains=query)).distinct()
+        models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
     models = services.registered_model_queryset(models).annotate(pending_requests=_pending_count())
     page_error = ""
     try:

@@ -191,6 +191,11 @@ def test_model_page_wrong_method(web, model):
     assert web.get("/models/wine/edit/description").status_code == 405
 
 
+def test_markdown_is_sanitised():
+    html = str(registry_views.render_markdown("[x](javascript:alert(1)) <img src=x onerror=alert(1)> <b>ok</b>"))
+    assert "javascript:" not in html and "onerror" not in html and "<b>ok</b>" in html
+
+
 def test_model_description_edit_htmx_and_no_js(web, owner, model):
     response = web.post("/models/wine/edit/description", {"description": "# Wine\nA *fine* model"}, **htmx("model-meta"))
     html = response.content.decode()
