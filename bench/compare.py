@@ -72,7 +72,7 @@ class Server:
         self.name, self.port, self.url = name, port, f"http://127.0.0.1:{port}"
         self.log = open(WORK / f"{name}.log", "w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.peak_rss = 0
+        self.peak_rss = self.peak_web_rss = 0
         self._sampling = True
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -91,10 +91,14 @@ class Server:
     def pids(self) -> list[int]:
         return session_pids(self.proc.pid)
 
-    def rss(self) -> int:
+    def rss(self, *, web_only: bool = False) -> int:
+        """RSS of all the server's processes; `web_only` leaves out job runners (MLflow's huey consumers, Stagegate's Celery worker)."""
         total = 0
         for pid in self.pids():
             try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if web_only and (b"huey" in cmdline or b"celery" in cmdline or cmdline.startswith(b"sh\0")):
+                    continue
                 total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
             except OSError:
                 pass
@@ -113,6 +117,7 @@ class Server:
     def _sample(self):
         while self._sampling:
             self.peak_rss = max(self.peak_rss, self.rss())
+            self.peak_web_rss = max(self.peak_web_rss, self.rss(web_only=True))
             time.sleep(0.2)
 
     def stop(self):
@@ -423,6 +428,16 @@ def report_mix(title: str, results: dict):
     return totals
 
 
+def stagegate_command(venv_bin: Path, port: int, args) -> list[str]:
+    gunicorn = [str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+                "--threads", "4", "--worker-class", "gthread"]
+    if args.jobs != "celery":
+        return gunicorn
+    # One session for both, so the sampler sees the worker (and stop() ends it).
+    worker = f"{venv_bin / 'celery'} -A config worker --concurrency 1 --loglevel WARNING -Q bench"
+    return ["sh", "-c", f"{worker} & exec " + " ".join(gunicorn)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2000)
@@ -432,6 +447,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--steps", default="10,50,100", help="growth steps in percent of the seed")
+    parser.add_argument("--jobs", choices=["celery", "eager"], default="celery",
+                        help="Stagegate's background jobs: a Celery worker on Redis DB 8 (the deployed topology; its RSS "
+                             "is counted like MLflow's job runner) or eager, inside the web request")
     args = parser.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -445,6 +463,9 @@ def main():
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "STAGEGATE_", "MLFLOW_"))}
     sg_env = {**base_env, "DATABASE_URL": f"{PG}/bench_stagegate", "STAGEGATE_VAR_DIR": str(WORK / "stagegate-var"),
               "STAGEGATE_ADMIN_PASSWORD": "bench-password", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    if args.jobs == "celery":
+        sg_env.update({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/8", "CELERY_TASK_DEFAULT_QUEUE": "bench"})
+        sh("redis-cli", "-n", "8", "flushdb", check=False)
     venv_bin = ROOT / ".venv" / "bin"
     sh(str(venv_bin / "python"), "manage.py", "migrate", "--noinput", env=sg_env)
     sh(str(venv_bin / "python"), "manage.py", "bootstrap", env=sg_env)
@@ -456,8 +477,7 @@ def main():
         "mlflow": Server("mlflow", [str(mlflow_python.parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port := free_port()),
                                     "--workers", str(args.workers), "--backend-store-uri", f"postgresql+psycopg://postgres@127.0.0.1:5432/bench_mlflow",
                                     "--serve-artifacts", "--artifacts-destination", str(artifacts)], {**base_env}, port, "/health"),
-        "stagegate": Server("stagegate", [str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{(port2 := free_port())}",
-                                          "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], sg_env, port2, "/health"),
+        "stagegate": Server("stagegate", stagegate_command(venv_bin, port2 := free_port(), args), sg_env, port2, "/health"),
     }
     floor = Server("floor", [str(venv_bin / "gunicorn"), "bench.floor_app", "--bind", f"127.0.0.1:{(port3 := free_port())}",
                             "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], floor_env, port3, "/floor/1")
@@ -478,14 +498,17 @@ def main():
                 result = seed(clients[name], worlds[name], runs=round(args.runs * share), models=round(args.models * share),
                               versions=args.versions, threads=args.threads)
                 print(f"seed {name:9}: {result}")
+            for database in ("bench_mlflow", "bench_stagegate"):
+                # Fresh statistics for both planners, as autovacuum would give them a little later.
+                sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", "ANALYZE")
             results = {}
             for name in ("mlflow", "stagegate"):
                 results[name] = drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds)
-            report_mix(f"read mix at {step} %", results)
+            reads_last = report_mix(f"read mix at {step} %", results)
         results = {}
         for name in ("mlflow", "stagegate"):
             results[name] = drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds)
-        report_mix("write mix", results)
+        writes = report_mix("write mix", results)
 
         name = sorted(worlds["stagegate"].models)[0]
         sg_cpu = cpu_per_request(servers["stagegate"], f"{servers['stagegate'].url}/api/2.0/mlflow/registered-models/get?name={name}", {"Authorization": f"Bearer {token}"})
@@ -493,9 +516,22 @@ def main():
         floor_cpu = cpu_per_request(floor, f"{floor.url}/floor/7", {})
         print("\n## server CPU per registered-models/get (ms)")
         print(f"MLflow {ml_cpu:.2f} | Stagegate {sg_cpu:.2f} | bare Django PK view {floor_cpu:.2f} | Stagegate/floor {sg_cpu / floor_cpu:.2f}")
-        print("\n## peak memory (RSS of all server processes)")
+        print("\n## peak memory (RSS of all server processes; web = without the job runners: MLflow's huey consumers, Stagegate's Celery worker)")
         for name, server in servers.items():
-            print(f"{name:10} {server.peak_rss / 2**20:8.0f} MB")
+            print(f"{name:10} all {server.peak_rss / 2**20:8.0f} MB   web {server.peak_web_rss / 2**20:8.0f} MB")
+        print("\n## targets")
+        read, write = reads_last, writes
+        runs_op = "runs/search (metric filter+order)"
+        rows = [
+            ("read mix throughput >= 5x MLflow", read["ALL"][2] / read["ALL"][0], ">= 5"),
+            ("read mix p99 <= 1/5 of MLflow", read["ALL"][3] / read["ALL"][1], "<= 0.2"),
+            ("write mix throughput >= 3x MLflow", write["ALL"][2] / write["ALL"][0], ">= 3"),
+            ("runs/search p99 <= 1/10 of MLflow", read[runs_op][3] / read[runs_op][1], "<= 0.1"),
+            ("registered-models/get CPU <= 2x floor", sg_cpu / floor_cpu, "<= 2"),
+        ]
+        for label, value, goal in rows:
+            print(f"{label:42} {value:7.2f}  (goal {goal})")
+        print(f"{'Stagegate web workers RSS <= 400 MB':42} {servers['stagegate'].peak_web_rss / 2**20:7.0f}")
     finally:
         for server in [*servers.values(), floor]:
             server.stop()
