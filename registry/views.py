@@ -571,7 +571,7 @@ def model_version_history(request, name: str, version: int):
         rows, next_token, error = [], None, exc.message
     from approvals.models import TransitionRequest
 
-    requests = list(TransitionRequest.objects.filter(version=mv).order_by("-creation_timestamp", "-id")[:100])
+    requests = list(TransitionRequest.objects.filter(version=mv).select_related("decided_by").order_by("-creation_timestamp", "-id")[:100])
     for req in requests:
         req.created = ms_to_datetime(req.creation_timestamp)
         req.decided = ms_to_datetime(req.decided_timestamp)

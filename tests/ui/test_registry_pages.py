@@ -399,3 +399,24 @@ def test_every_htmx_element_is_also_a_real_link_or_form(client, owner, admin):
             hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
             assert href.group(1).split("#")[0] == hx.split("#")[0], f"{url}: {tag} links somewhere else than it swaps"
     assert checked > 20
+
+
+def test_history_and_compare_query_counts_are_flat(web, owner):
+    from approvals import services as gov
+
+    experiment = data.experiment(owner, "flat")
+    runs = [data.run(owner, experiment, params={"a": str(i), "b": "x"}, metrics={"m": [i / 10]}) for i in range(6)]
+    make_version(owner, "h", run=runs[0])
+    make_version(owner, "h", run=runs[1])
+    services.transition_model_version_stage(name="h", version=1, stage="Staging", user=owner)
+    services.transition_model_version_stage(name="h", version=2, stage="Staging", user=owner, archive_existing_versions=True)
+    gov.request_stage_transition(name="h", version=2, stage="Production", user=owner)
+    history_one = count_queries(web, "/models/h/versions/2/history/")
+    compare_two = count_queries(web, "/models/h/compare/?versions=1&versions=2")
+    for i in range(2, 6):
+        make_version(owner, "h", run=runs[i])
+        services.set_model_version_tag(name="h", version=i + 1, key=f"k{i}", value="v", user=owner)
+        services.transition_model_version_stage(name="h", version=i + 1, stage="Staging", user=owner, archive_existing_versions=True)
+        services.transition_model_version_stage(name="h", version=2, stage="Staging" if i % 2 else "None", user=owner)
+    assert count_queries(web, "/models/h/versions/2/history/") == history_one
+    assert count_queries(web, "/models/h/compare/?versions=1&versions=2&versions=3&versions=4&versions=5&versions=6") == compare_two
