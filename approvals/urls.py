@@ -10,6 +10,7 @@ urlpatterns = [
     path("models/<str:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
     path("models/<str:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
     path("requests/<int:request_id>/review", views.review_request, name="review_request"),
+    path("comments/<int:comment_id>/edit", views.update_comment, name="update_comment"),
     path("comments/<int:comment_id>/delete", views.delete_comment, name="delete_comment"),
     path("settings/stages/", views.settings_stages, name="settings_stages"),
     path("settings/policies/", views.settings_policies, name="settings_policies"),

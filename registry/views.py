@@ -516,7 +516,13 @@ def _load_version(request, name: str, version: int, min_level=perms.CAN_READ):
 def model_version_detail(request, name: str, version: int):
     mv, level = _load_version(request, name, version)
     if wants_partial(request) and request.htmx.target == "version-status":
-        return render(request, "registry/model_version_detail.html#version-status", {"mv": mv, "model": mv.registered_model})
+        response = render(request, "registry/model_version_detail.html#version-status", {"mv": mv, "model": mv.registered_model})
+        if mv.status != ModelVersion.PENDING:
+            # Registration finished: the file list (empty while pending) follows out of band.
+            files = render(request, "registry/model_version_detail.html#version-files",
+                           {"mv": mv, "model": mv.registered_model, **_artifacts(mv)}).content
+            response.content += files.replace(b'<div id="version-files">', b'<div id="version-files" hx-swap-oob="true">', 1)
+        return response
     if wants_partial(request) and request.htmx.target == "version-files":
         return render(request, "registry/model_version_detail.html#version-files", {"mv": mv, "model": mv.registered_model, **_artifacts(mv, request.GET.get("path", "").strip("/"))})
     if wants_partial(request) and request.htmx.target == "version-workflow":

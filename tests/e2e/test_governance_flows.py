@@ -207,6 +207,7 @@ def test_flow4_version_from_the_mlflow_client_turns_ready_on_the_open_page(mlflo
     page.wait_for_selector("#version-status [data-status=READY]", timeout=8_000)
     assert _not_reloaded(page)
     assert page.locator("#version-status[hx-trigger]").count() == 0  # polling stopped
+    page.wait_for_selector("#version-files >> text=MLmodel")  # the files list followed, out of band
     assert mlflow_client.get_model_version("client-model", "1").status == "READY"
     screenshot(page, "governance-version-ready")
     assert not page.js_errors

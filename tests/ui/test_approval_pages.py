@@ -152,9 +152,15 @@ def test_comments_htmx_and_errors(client, data_scientist, owner, governed):
     response = web.post("/models/wine/versions/1/comments/", {"comment": ""}, **HTMX)
     assert response.status_code == 200 and b'id="comment-error"' in response.content
     comment_id = governed.versions.get(version=1).comments.get().pk
+    response = as_user(client, data_scientist).post(f"/comments/{comment_id}/edit", {"comment": "looks great"}, **HTMX)
+    assert b"looks great" in response.content and governed.versions.get(version=1).comments.get().text == "looks great"
     other = factories.user("other")
     factories.grant(governed, perms.CAN_READ, user=other)
+    other_view = as_user(client, other).get("/models/wine/versions/1/").content.decode()
+    assert f"/comments/{comment_id}/edit" not in other_view and f"/comments/{comment_id}/delete" not in other_view
+    assert as_user(client, other).post(f"/comments/{comment_id}/edit", {"comment": "mine now"}).status_code == 403
     assert as_user(client, other).post(f"/comments/{comment_id}/delete").status_code == 403
+    assert as_user(client, other).get(f"/comments/{comment_id}/edit").status_code == 405
     response = as_user(client, data_scientist).post(f"/comments/{comment_id}/delete")
     assert response.status_code == 302 and not governed.versions.get(version=1).comments.exists()
 

@@ -261,6 +261,7 @@ def test_pending_version_polls_until_ready(web, owner):
     services.finish_model_version_registration(version_id=mv.pk)
     poll = web.get("/models/slow/versions/1/", **htmx("version-status")).content.decode()
     assert "READY" in poll and "every 2s" not in poll and "<html" not in poll
+    assert '<div id="version-files" hx-swap-oob="true">' in poll and "MLmodel" in poll  # the files appear too
 
 
 def test_version_page_outsider_404_reader_403(client, owner, outsider, data_scientist, model):
