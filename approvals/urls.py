@@ -6,9 +6,9 @@ app_name = "approvals"
 
 urlpatterns = [
     path("reviews/", views.inbox, name="inbox"),
-    path("models/<str:name>/permissions/", views.model_permissions, name="model_permissions"),
-    path("models/<str:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
-    path("models/<str:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
+    path("models/<path:name>/permissions/", views.model_permissions, name="model_permissions"),
+    path("models/<path:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
+    path("models/<path:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
     path("requests/<int:request_id>/review", views.review_request, name="review_request"),
     path("comments/<int:comment_id>/edit", views.update_comment, name="update_comment"),
     path("comments/<int:comment_id>/delete", views.delete_comment, name="delete_comment"),

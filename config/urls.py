@@ -26,7 +26,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("core.urls")),
     path("", include("tracking.urls")),
+    # Before registry: its model page pattern (`models/<path:name>/`) would swallow approvals' subpages.
+    path("", include("approvals.urls")),
     path("", include("registry.urls")),
     path("", include("monitoring.urls")),
-    path("", include("approvals.urls")),
 ]

@@ -421,3 +421,16 @@ def test_history_and_compare_query_counts_are_flat(web, owner):
         services.transition_model_version_stage(name="h", version=2, stage="Staging" if i % 2 else "None", user=owner)
     assert count_queries(web, "/models/h/versions/2/history/") == history_one
     assert count_queries(web, "/models/h/compare/?versions=1&versions=2&versions=3&versions=4&versions=5&versions=6") == compare_two
+
+
+def test_model_names_with_slashes_and_spaces(web, owner):
+    make_version(owner, "team/churn model")
+    html = web.get("/models/").content.decode()
+    assert 'href="/models/team/churn%20model/"' in html
+    assert web.get("/models/team/churn%20model/").status_code == 200
+    assert web.get("/models/team/churn%20model/versions/1/").status_code == 200
+    assert web.get("/models/team/churn%20model/versions/1/history/").status_code == 200
+    assert web.get("/models/team/churn%20model/permissions/").status_code == 200
+    assert web.get("/models/team/churn%20model/versions/1/request/").status_code == 200
+    assert web.get("/models/team/churn%20model/compare/?versions=1").status_code == 200
+    assert web.get("/models/team/").status_code == 404
