@@ -104,3 +104,15 @@ def test_watchers_hear_about_the_models_deletion(owner, data_scientist, make_ver
     registry.delete_registered_model(name="doomed", user=owner)
     [message] = _mails_to(data_scientist)
     assert "Registered model 'doomed' was deleted by owner" in message.subject
+
+
+def test_the_requester_hears_of_an_approval(owner, reviewer, data_scientist, make_version):
+    make_version("churn")
+    model = RegisteredModel.objects.get(name="churn")
+    approvals.grant_permission(obj=model, level="CAN_READ", user=data_scientist)
+    approvals.grant_permission(obj=model, level="CAN_MANAGE", user=reviewer)
+    approvals.request_stage_transition(name="churn", version=1, stage="Staging", user=data_scientist)
+    mail.outbox.clear()
+    approvals.approve_transition_request(name="churn", version=1, stage="Staging", user=reviewer, archive_existing_versions=False)
+    [decision] = _mails_to(data_scientist)
+    assert "to Staging was approved by reviewer" in decision.subject
