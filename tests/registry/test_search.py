@@ -218,6 +218,7 @@ def test_search_query_counts_do_not_grow_with_rows(api, owner, make_version):
 def test_model_list_page_constant_queries(client, owner, make_version):
     client.force_login(owner)
     make_version("p0", stage="Production")
+    client.get("/models/")  # warm process-wide caches (content types for the permission tables)
     with CaptureQueriesContext(connection) as one:
         r = client.get("/models/")
     assert r.status_code == 200 and b"p0" in r.content and b"Production: v1" in r.content
