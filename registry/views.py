@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 import markdown
 import nh3
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count, IntegerField, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -31,7 +30,7 @@ from core import permissions as perms
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from registry import services
-from registry.models import Event, ModelVersion, ModelVersionTag, RegisteredModel, RegisteredModelAlias, StageTransition
+from registry.models import Event, ModelVersion, RegisteredModel, RegisteredModelAlias, StageTransition
 
 MODELS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 50
@@ -682,7 +681,3 @@ def model_version_compare(request, name: str):
     }
     template = "registry/model_version_compare.html"
     return render(request, template + "#compare-table" if wants_partial(request, "compare-table") else template, context)
-
-
-def flash_error(request, exc: MlflowError):
-    messages.error(request, exc.message)

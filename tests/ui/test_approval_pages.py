@@ -9,10 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from approvals import services as gov
 from approvals.models import TransitionRequest
 from core import permissions as perms
-from registry import services
 from registry.models import ModelVersion, RegisteredModel
 from tests import factories
-from tests.ui import data
 from tests.ui.test_registry_pages import HTMX, as_user, htmx, make_version
 
 
