@@ -22,7 +22,7 @@ from django_htmx.http import reswap, retarget
 
 from approvals import access, checks, services
 from approvals.models import APPROVER_LEVELS, Comment, StagePolicy, TransitionRequest
-from approvals.policy import effective_policy
+from approvals.policy import effective_policy, transition_level
 from core import permissions as perms
 from core.errors import InvalidParameter, MlflowError, PermissionDenied
 from registry import views as registry_views
@@ -52,11 +52,15 @@ def _request_form_context(mv, level, *, stage: str = "", comment: str = "", erro
         stage = "Production" if "Production" in stages else (stages[0] if stages else "")
     policy = effective_policy(model=mv.registered_model, stage=stage) if stage else None
     results = checks.evaluate(policy.checks, mv) if policy else []
+    # Databricks' "Transition now": offered when the stage needs no approval and the user's level
+    # allows the move (the same rule the registry's guard applies when it is used).
+    direct = bool(policy and not policy.requires_approval and perms.at_least(level, transition_level(mv.current_stage, stage)))
     return {
         "mv": mv, "model": mv.registered_model, "stages": stages, "stage": stage, "comment": comment, "error": error,
         "policy": policy, "quorum": services.quorum(policy) if policy else 1, "check_results": results,
         "all_pass": all(r["passed"] for r in results),
         "modal": modal,
+        "can_transition": direct,
     }
 
 
@@ -73,8 +77,16 @@ def request_transition(request, name: str, version: int):
             return render(request, template + "#request-checks", context)
         return render(request, template + "#request-dialog" if request.htmx else template, context)
     stage, comment = request.POST.get("stage", ""), request.POST.get("comment", "")
+    direct = request.POST.get("action") == "transition"
     try:
-        req = services.request_stage_transition(name=name, version=version, stage=stage, user=request.user, comment=comment)
+        if direct:
+            req = None
+            services.transition_stage_with_comment(
+                name=name, version=version, stage=stage, user=request.user, comment=comment,
+                archive_existing_versions=request.POST.get("archive_existing_versions") in ("true", "on", "1"),
+            )
+        else:
+            req = services.request_stage_transition(name=name, version=version, stage=stage, user=request.user, comment=comment)
     except MlflowError as exc:
         context = _request_form_context(mv, level, stage=stage, comment=comment, error=exc.message, modal=bool(request.htmx))
         if request.htmx:
@@ -86,6 +98,9 @@ def request_transition(request, name: str, version: int):
         # The modal closes by an out-of-band swap of its (now empty) container: no script needed.
         response.content += b'<div id="modal" hx-swap-oob="true"></div>'
         return retarget(reswap(response, "outerHTML"), "#version-workflow")
+    if req is None:
+        messages.success(request, f"Version {version} moved to {stage}.")
+        return redirect(version_url(name, version) + "#workflow-h")
     messages.success(request, f"Requested {req.to_stage} for version {version}.")
     return redirect(version_url(name, version) + f"#request-{req.pk}")
 

@@ -241,3 +241,18 @@ def test_permissions_tab_needs_manage(client, outsider, reviewer, governed):
     assert response.status_code == 403
     assert perms.effective_level(reviewer, governed) == perms.CAN_MANAGE_PRODUCTION_VERSIONS
     assert as_user(client, reviewer).delete("/models/wine/permissions/").status_code == 405
+
+
+def test_transition_now_only_where_no_approval_is_needed_and_the_level_allows(client, owner, data_scientist, reviewer, governed):
+    checks = as_user(client, reviewer).get("/models/wine/versions/1/request/", {"stage": "Archived"}, **htmx("request-checks")).content.decode()
+    assert 'id="transition-now"' in checks  # no policy on Archived; production managers may move out of Staging
+    checks = as_user(client, reviewer).get("/models/wine/versions/1/request/", {"stage": "Production"}, **htmx("request-checks")).content.decode()
+    assert 'id="transition-now"' not in checks  # Production needs an approved request
+    reader = as_user(client, data_scientist)
+    assert 'id="transition-now"' not in reader.get("/models/wine/versions/1/request/", {"stage": "Archived"}).content.decode()
+    response = reader.post("/models/wine/versions/1/request/", {"stage": "Archived", "action": "transition"}, **HTMX)
+    assert response.status_code == 200 and b"needs CAN_MANAGE_STAGING_VERSIONS" in response.content  # the guard refuses
+    assert ModelVersion.objects.get(registered_model=governed, version=1).current_stage == "Staging"
+    response = as_user(client, reviewer).post("/models/wine/versions/1/request/", {"stage": "Archived", "action": "transition", "comment": "retire"}, **HTMX)
+    assert response["HX-Retarget"] == "#version-workflow" and b'class="badge Archived"' in response.content and b"retire" in response.content
+    assert ModelVersion.objects.get(registered_model=governed, version=1).current_stage == "Archived"
