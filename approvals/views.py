@@ -61,6 +61,7 @@ def _request_form_context(mv, level, *, stage: str = "", comment: str = "", erro
         "all_pass": all(r["passed"] for r in results),
         "modal": modal,
         "can_transition": direct,
+        "nav_section": "models",
     }
 
 
@@ -262,7 +263,7 @@ def _permissions_context(model, *, error: str = "", form: dict | None = None) ->
                      "inherited": inherited, "is_owner": entry.get("is_owner", False)})
     return {
         "model": model, "acl": rows, "levels": perms.MODEL_LEVELS, "level_help": perms.LEVEL_DESCRIPTIONS,
-        "perm_error": error, "perm_form": form or {}, "can_manage": True, "tab": "permissions",
+        "perm_error": error, "perm_form": form or {}, "can_manage": True, "tab": "permissions", "nav_section": "models",
         "groups": list(Group.objects.order_by("name").values_list("name", flat=True)[:200]),
     }
 
@@ -322,7 +323,7 @@ def _stages_context(*, error: str = "", form: dict | None = None) -> dict:
     used = set(ModelVersion.objects.filter(current_stage__in=[s.name for s in stages]).values_list("current_stage", flat=True).distinct())
     for s in stages:
         s.in_use = s.name in used
-    return {"stages": stages, "stage_error": error, "stage_form": form or {}, "settings_tab": "stages"}
+    return {"stages": stages, "stage_error": error, "stage_form": form or {}, "settings_tab": "stages", "nav_section": ""}
 
 
 @require_http_methods(["GET", "POST"])
@@ -379,6 +380,7 @@ def _policies_context(*, error: str = "", form: dict | None = None) -> dict:
     return {
         "policies": rows, "stages": stage_names(), "approver_levels": APPROVER_LEVELS, "policy_error": error,
         "policy_form": form or {"requires_approval": True, "min_approvals": "1", "checks": "[]"}, "settings_tab": "policies",
+        "nav_section": "",
     }
 
 

@@ -156,3 +156,12 @@ def test_admin_settings_query_count_is_flat(client, admin, url):
         Stage.objects.create(name=f"Extra{i}", order=50 + i)
         gov.set_stage_policy(user=admin, stage=f"Extra{i}", checks_spec=[{"type": "version_ready"}])
     assert count() == one
+
+
+def test_header_tab_follows_the_section(client, owner, admin):
+    make_version(owner, "wine")
+    assert 'aria-current="page">Models' in as_user(client, owner).get("/models/wine/permissions/").content.decode()
+    assert 'aria-current="page">Models' in as_user(client, owner).get("/models/wine/versions/1/request/").content.decode()
+    html = as_user(client, admin).get("/settings/policies/").content.decode()
+    assert 'class="inbox" aria-current="page"' not in html
+    assert 'class="inbox" aria-current="page"' in as_user(client, owner).get("/reviews/").content.decode()
