@@ -38,6 +38,7 @@ HISTORY_ON_PAGE = 20
 HISTORY_PER_PAGE = 100
 ACTIVITY_ON_PAGE = 20
 OPEN_REQUESTS_ON_PAGE = 50
+COMMENTS_ON_PAGE = 200
 MAX_COMPARE = 10
 PREVIEW_BYTES = 64 * 1024
 MODEL_SORTS = {
@@ -390,7 +391,8 @@ def _comments(user, level, mv) -> list:
     from approvals import access as gov
     from approvals.models import Comment
 
-    rows = list(Comment.objects.filter(version=mv).order_by("creation_timestamp", "id"))
+    # The newest COMMENTS_ON_PAGE, oldest first (a page never loads an unbounded thread).
+    rows = list(Comment.objects.filter(version=mv).order_by("-creation_timestamp", "-id")[:COMMENTS_ON_PAGE])[::-1]
     for c in rows:
         c.actions = gov.comment_actions(user, level, c)
         c.when = ms_to_datetime(c.creation_timestamp)
