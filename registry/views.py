@@ -181,15 +181,16 @@ def model_list(request):
         model.updated = ms_to_datetime(model.last_updated_timestamp)
         model.url = model_url(model)
 
-    def sort_link(key: str) -> str:
-        flipped = key[1:] if sort == key else ("-" + key if sort == key.lstrip("-") else key)
-        return "?" + query_string(request, sort=flipped, page_token=None)
+    def sort_link(field: str, first: str) -> str:
+        """Clicking the sorted column flips it; another column starts in its natural direction."""
+        new = ("-" + field) if sort == field else field if sort == "-" + field else first
+        return "?" + query_string(request, sort=new, page_token=None)
 
     context = {
         "models": rows,
         "query": query,
         "sort": sort,
-        "sort_links": {"name": sort_link("name"), "updated": sort_link("-updated")},
+        "sort_links": {"name": sort_link("name", "name"), "updated": sort_link("updated", "-updated")},
         "page_error": page_error,
         "is_first_page": not request.GET.get("page_token"),
         "next_query": query_string(request, page_token=next_token) if next_token else "",

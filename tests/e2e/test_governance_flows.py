@@ -281,3 +281,26 @@ def test_screenshots_of_the_settings_and_compare_pages(browser, live_server, own
     screenshot(page, "settings-stages")
     assert not page.js_errors
     page.context.close()
+
+
+def test_registry_home_live_search_sort_and_history(browser, live_server, owner, screenshot):
+    for name in ("churn", "wine-quality", "fraud"):
+        make_version(owner, name)
+    page = _tab(browser, live_server, owner)
+    page.goto("/models/")
+    assert page.locator("#model-table tr.model-row").count() == 3
+    _mark_page(page)
+    page.fill("#model-q", "wi")  # live search as you type
+    page.wait_for_function("document.querySelectorAll('#model-table tr.model-row').length === 1")
+    page.wait_for_function("location.search.includes('q=wi')")  # kept in the address bar
+    page.click("#model-table th >> text=Name")
+    page.wait_for_function("location.search.includes('sort=-name')")
+    page.go_back()
+    page.wait_for_function("!location.search.includes('sort=-name') && location.search.includes('q=wi')")
+    assert page.locator("#model-table tr.model-row").count() == 1
+    page.go_back()
+    page.wait_for_function("document.querySelectorAll('#model-table tr.model-row').length === 3")
+    assert _not_reloaded(page)
+    screenshot(page, "models")
+    assert not page.js_errors
+    page.context.close()

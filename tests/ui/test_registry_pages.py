@@ -118,6 +118,9 @@ def test_model_list_sort_and_keyset_paging(web, owner, monkeypatch):
     assert [m.name for m in first["models"]] == ["a-model", "b-model"] and first["next_query"]
     second = web.get("/models/?" + first["next_query"]).context
     assert [m.name for m in second["models"]] == ["c-model"] and not second["next_query"]
+    assert "sort=-name" in first["sort_links"]["name"] and "sort=-updated" in first["sort_links"]["updated"]
+    assert "sort=name" in web.get("/models/?sort=-name").context["sort_links"]["name"]
+    assert "sort=updated" in web.get("/models/?sort=-updated").context["sort_links"]["updated"]
     backwards = web.get("/models/?sort=-name").context
     assert [m.name for m in backwards["models"]] == ["c-model", "b-model"]
     assert web.get("/models/?page_token=garbage!").context["page_error"]
