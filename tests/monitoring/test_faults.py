@@ -24,6 +24,7 @@ from monitoring import services
 from monitoring.models import Webhook, WebhookDelivery
 from registry import services as registry
 from registry.models import Event
+from tests.celery_routing import reset_producer, set_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("STAGEGATE_MONITOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
@@ -40,12 +41,8 @@ def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
 
 
 def reset_pools(app):
-    """Drop the app's broker connections so the next publish uses the current broker_url."""
-    from kombu import pools
-
-    pools.reset()  # the global producer pools are keyed by connection and outlive app._pool
-    app._pool = None
-    app.amqp._producer_pool = None
+    """Drop the app's broker connections and cached routing so the next publish uses the current conf."""
+    reset_producer(app)
     app.amqp.__dict__.pop("send_task_message", None)  # it captured task_publish_retry when first used
 
 
@@ -66,7 +63,7 @@ class Workers:
 
     def use_broker(self, url: str):
         self.broker = url
-        self.app.conf.broker_url = url
+        set_broker(self.app, url)
         reset_pools(self.app)
 
     def activate(self):
@@ -127,6 +124,8 @@ class Workers:
         app = self.app
         (app.conf.task_always_eager, app.conf.broker_url, app.conf.task_default_queue, app.conf.task_publish_retry,
          app.conf.broker_transport_options) = self.previous
+        set_broker(app, app.conf.broker_url)
+        app.conf.broker_write_url = app.conf.broker_read_url = None
         reset_pools(app)
 
 

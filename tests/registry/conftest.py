@@ -11,6 +11,7 @@ import yaml
 from django.db import connection, transaction
 
 from registry import services
+from tests.celery_routing import restore_producer, route_producer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,18 +128,11 @@ def _redis_url() -> str:
     return "redis://127.0.0.1:6379/4"
 
 
-def _reset_connections(app) -> None:
-    """Producers must (re)connect to the broker URL set for the test."""
-    # Dropped, not closed: kombu's global producer pools may still hold the old connection pool.
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def celery_worker(transactional_db, settings):
     """A real `celery worker` subprocess on Redis, reading the pytest-django test database.
 
-    Tasks go to the app's default queue on the registry tests' own Redis DB (4); eager mode is
+    Tasks go to a queue of the test's own on the registry tests' Redis DB (4); eager mode is
     switched off for the test. PostgreSQL only (the worker must see the test database): skipped on
     SQLite unless STAGEGATE_REQUIRE_SERVICES=1, where it fails instead.
     """
@@ -149,11 +143,8 @@ def celery_worker(transactional_db, settings):
         if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
             pytest.fail("the real Celery worker needs PostgreSQL (DATABASE_URL)")
         pytest.skip("the real worker shares the test database: PostgreSQL only")
-    # Redis DB 4 belongs to the registry tests alone; the app's default queue, emptied first.
-    queue = app.conf.task_default_queue
-    import redis
-
-    redis.Redis.from_url(_redis_url()).delete(queue)
+    # A queue of this run's own: concurrent test runs on one Redis never take each other's tasks.
+    queue = f"sg-reg-{os.getpid()}-{time.monotonic_ns()}"
     user = db.get("USER") or "postgres"
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
@@ -175,7 +166,7 @@ def celery_worker(transactional_db, settings):
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
-    previous = (app.conf.task_always_eager, app.conf.broker_url)
+    previous = None
     try:
         # Wait until the worker listens (it logs "ready.").
         deadline = time.time() + 30
@@ -185,13 +176,11 @@ def celery_worker(transactional_db, settings):
             if time.time() > deadline:
                 raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
             time.sleep(0.2)
-        app.conf.task_always_eager = False
-        app.conf.broker_url = _redis_url()
-        _reset_connections(app)
+        previous = route_producer(app, broker_url=_redis_url(), queue=queue)
         yield proc
     finally:
-        app.conf.task_always_eager, app.conf.broker_url = previous
-        _reset_connections(app)
+        if previous is not None:
+            restore_producer(app, previous)
         proc.terminate()  # warm shutdown: running tasks finish
         try:
             proc.wait(timeout=10)
