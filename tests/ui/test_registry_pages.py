@@ -437,3 +437,12 @@ def test_model_names_with_slashes_and_spaces(web, owner):
     assert web.get("/models/team/churn%20model/versions/1/request/").status_code == 200
     assert web.get("/models/team/churn%20model/compare/?versions=1").status_code == 200
     assert web.get("/models/team/").status_code == 404
+
+
+def test_failed_registration_shows_why_and_stops_polling(web, owner):
+    services.create_registered_model(name="broken", user=owner)
+    mv = services.create_model_version(name="broken", source="mlflow-artifacts:/1/nothing/here", user=owner)
+    services.finish_model_version_registration(version_id=mv.pk)
+    html = web.get("/models/broken/versions/1/").content.decode()
+    assert "FAILED_REGISTRATION" in html and "No MLmodel file" in html and "every 2s" not in html
+    assert "Files appear once registration is READY." in html
