@@ -25,9 +25,10 @@ MV_TAG = ModelVersion.tags.rel.related_model._meta.db_table
 RM_TAG = RegisteredModel.tags.rel.related_model._meta.db_table
 ALIAS = RegisteredModel.aliases.rel.related_model._meta.db_table
 
-# Every column ModelVersion.to_mlflow() reads, in this order.
-MV_FIELDS = ("id", "registered_model_id", "version", "creation_timestamp", "last_updated_timestamp", "current_stage",
-             "description", "user_id", "source", "run_id", "status", "status_message", "run_link")
+# Every column ModelVersion.to_mlflow() reads, in the model's field order (what Model.from_db expects).
+_TO_MLFLOW_FIELDS = {"id", "registered_model_id", "version", "creation_timestamp", "last_updated_timestamp", "current_stage",
+                     "description", "user_id", "source", "run_id", "status", "status_message", "run_link"}
+MV_FIELDS = tuple(f.attname for f in ModelVersion._meta.concrete_fields if f.attname in _TO_MLFLOW_FIELDS)
 MV_SELECT = ", ".join(f"v.{f}" for f in MV_FIELDS)
 
 
@@ -54,7 +55,8 @@ def _version_objects(rows: list[tuple]) -> list[ModelVersion]:
         aliases.setdefault(version_id, []).append(SimpleNamespace(alias=alias))
     versions = []
     for row in rows:
-        mv = ModelVersion(**dict(zip(MV_FIELDS, row)))
+        # from_db: the other columns are deferred (an unexpected read would query, never guess).
+        mv = ModelVersion.from_db(None, MV_FIELDS, row)
         _prefetched(mv, tags=tags.get(mv.id, []), aliases=aliases.get(mv.id, []))
         versions.append(mv)
     return versions

@@ -74,3 +74,10 @@ def test_latest_version_ids_equal_the_orm(registry_data):
     expected = [mv.pk for versions in services.latest_versions_for(ids).values() for mv in versions]
     assert reads.latest_version_ids(ids) == expected and len(expected) >= 5
     assert reads.latest_version_ids([]) == []
+
+
+def test_unread_columns_are_deferred_not_guessed(registry_data):
+    model = RegisteredModel.objects.get(name="alpha")
+    mv = reads.latest_versions([model.pk])[model.pk][0]
+    # storage_path is not part of the JSON: reading it loads the real value instead of a default.
+    assert mv.storage_path == ModelVersion.objects.get(pk=mv.pk).storage_path != ""
