@@ -1,11 +1,11 @@
 """Who may see or touch a registered model and its versions: the one place registry permissions are decided.
 
-Permissive for now: every signed-in user reads and writes every model (the brief's first
-step), while stage moves are already judged by approvals.policy (called by the transition
-service). Switching to levels is this module alone: `registered_models_visible_to` becomes
-`core.permissions.filter_visible(user, …, min_level=LEVEL_FOR_ACTION[action])` and `check`
-becomes `core.permissions.require_level(...)`; every caller already passes its action.
-Invisible objects raise MLflow's exact "not found" errors (404), forbidden actions 403.
+Levels are Databricks' (core.permissions, django-guardian grants): CAN_READ to see a model and
+its versions, CAN_EDIT to add versions and edit descriptions, tags and aliases, CAN_MANAGE to
+rename, delete and manage grants; stage moves are judged by approvals.policy (called by the
+transition service) with the staging/production levels. Versions, aliases, tags and the
+registry's artifact copies inherit the model's level. Invisible objects raise MLflow's exact
+"not found" errors (404), forbidden actions 403; lists filter in the query, never per row.
 """
 
 from django.db.models import Prefetch
@@ -23,25 +23,37 @@ def _active(user) -> bool:
     return user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", False)
 
 
-def registered_models_visible_to(user, *, action: str = READ):
+def _level(action: str) -> str:
+    return LEVEL_FOR_ACTION.get(action, action)
+
+
+def registered_models_visible_to(user, *, action: str = READ, queryset=None):
     """The registered models the user may read (or act on), as one queryset (never a per-row check)."""
-    return RegisteredModel.objects.all() if _active(user) else RegisteredModel.objects.none()
+    qs = queryset if queryset is not None else RegisteredModel.objects.all()
+    return perms.filter_visible(user, qs, min_level=_level(action), model_class=RegisteredModel)
 
 
-def model_versions_visible_to(user, *, action: str = READ):
-    return ModelVersion.objects.all() if _active(user) else ModelVersion.objects.none()
+def model_versions_visible_to(user, *, action: str = READ, queryset=None):
+    """The versions of the models the user may read (or act on), as one queryset."""
+    qs = queryset if queryset is not None else ModelVersion.objects.all()
+    return perms.filter_visible(user, qs, min_level=_level(action), prefix="registered_model__", model_class=RegisteredModel)
+
+
+def level(user, model: RegisteredModel) -> str | None:
+    """The user's permission level on the model (None: they cannot see it)."""
+    return perms.effective_level(user, model)
 
 
 def can(user, model: RegisteredModel, action: str) -> bool:
-    return _active(user)
+    return perms.at_least(perms.effective_level(user, model), _level(action))
 
 
 def check(user, model: RegisteredModel, action: str, *, not_found: Exception | None = None) -> None:
-    """404 (`not_found`) when the user cannot see the model, 403 when they may not perform `action`."""
+    """404 (`not_found`) when the user cannot see the model, 403 when they may not perform `action`
+    (read/edit/manage or a CAN_* level)."""
     if not _active(user):
         raise not_found or not_found_model(model.name)
-    if not can(user, model, action):
-        raise PermissionDenied(f"Permission denied: you may not {action} registered model '{model.name}'.")
+    perms.require_level(user, model, _level(action), not_found=not_found or not_found_model(model.name), action=f"{action} it")
 
 
 def require_create(user) -> None:
@@ -60,13 +72,14 @@ def not_found_version(name: str, version) -> DoesNotExist:
 def get_registered_model_for_user(user, name: str, *, action: str = READ, lock: bool = False, queryset=None) -> RegisteredModel:
     """The model by name. 404 RESOURCE_DOES_NOT_EXIST when missing or invisible; 403 when the
     user can see it but not perform `action`. `lock` takes a row lock (inside a transaction)."""
-    qs = queryset if queryset is not None else RegisteredModel.objects.all()
+    qs = registered_models_visible_to(user, queryset=queryset)
     if lock:
         qs = qs.select_for_update()
     model = qs.filter(name=name).first()
     if model is None:
         raise not_found_model(name)
-    check(user, model, action)
+    if action != READ:
+        check(user, model, action)
     return model
 
 
@@ -80,7 +93,7 @@ def version_queryset():
 def get_model_version_for_user(user, name: str, version: int, *, action: str = READ, lock: bool = False) -> ModelVersion:
     """The version by model name and number; MLflow's "Model Version (name=…, version=…) not found"
     when the model or the version is missing or invisible."""
-    qs = ModelVersion.objects.all()
+    qs = model_versions_visible_to(user)
     if lock:
         qs = qs.select_for_update(of=("self",))
     else:
@@ -89,7 +102,8 @@ def get_model_version_for_user(user, name: str, version: int, *, action: str = R
     if mv is None:
         raise not_found_version(name, version)
     # Do not tell an outsider whether the model exists.
-    check(user, mv.registered_model, action, not_found=not_found_version(name, version))
+    if action != READ:
+        check(user, mv.registered_model, action, not_found=not_found_version(name, version))
     return mv
 
 

@@ -150,9 +150,10 @@ def create_registered_model(*, name: str, user, description: str | None = None, 
     """Create a registered model. Raises AlreadyExists (400 RESOURCE_ALREADY_EXISTS) for a taken name."""
     name = _validate_name(name)
     pairs = _tag_pairs(tags)
-    access.require_create(user)
     if RegisteredModel.objects.filter(name=name).exists():
+        # Before the creation rule: mlflow.register_model on an existing model must see ALREADY_EXISTS.
         raise AlreadyExists(f"Registered Model (name={name}) already exists.")
+    access.require_create(user)
     ts = now_ms()
     try:
         with transaction.atomic():

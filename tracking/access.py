@@ -1,9 +1,9 @@
 """Who may see or touch experiments, runs and logged models: decided here and only here.
 
-Every tracking API view and page fetches its object through these helpers. For
-now every authenticated user may read, edit and manage everything; the
-governance work adds django-guardian grants on Experiment here (runs and logged
-models inherit their experiment's grants), without touching any view.
+Every tracking API view and page fetches its object through these helpers. Levels are
+Databricks' (core.permissions): CAN_READ to see an experiment, its runs and logged models,
+CAN_EDIT to log and change them, CAN_MANAGE to rename/delete the experiment and manage grants.
+Runs and logged models inherit their experiment's level. Invisible objects are "not found".
 
 Missing objects raise DoesNotExist with MLflow's own messages, so the client's
 "create if missing" flows (set_experiment) keep working.
@@ -11,17 +11,28 @@ Missing objects raise DoesNotExist with MLflow's own messages, so the client's
 
 from django.db.models import QuerySet
 
-from core.errors import DoesNotExist, InvalidParameter, PermissionDenied
+from core import permissions as perms
+from core.errors import DoesNotExist, InvalidParameter
 from tracking.models import Experiment, LoggedModel, Run
 
-ACTIONS = ("read", "edit", "manage")
+ACTIONS = {"read": perms.CAN_READ, "edit": perms.CAN_EDIT, "manage": perms.CAN_MANAGE}
 
 
 def _check_action(user, experiment: Experiment, action: str) -> None:
+    """403 when the user (who can see the experiment) lacks the level `action` needs."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        raise PermissionDenied(f"Permission denied for experiment {experiment.experiment_id}.")
+    if action == "read":
+        return
+    perms.require_level(
+        user, experiment, ACTIONS[action], not_found=DoesNotExist(f"No Experiment with id={experiment.pk} exists"),
+        action=f"{action} it",
+    )
+
+
+def check_create_experiment(user) -> None:
+    """Who may create experiments (every signed-in user unless an admin restricted it)."""
+    perms.require_create(user, Experiment)
 
 
 def parse_experiment_id(value) -> int:
@@ -35,7 +46,7 @@ def parse_experiment_id(value) -> int:
 
 def experiments_visible_to(user) -> QuerySet:
     """The experiments `user` may read, as one filterable QuerySet (no per-row checks)."""
-    return Experiment.objects.all()
+    return perms.filter_visible(user, Experiment.objects.all())
 
 
 def get_experiment_for_user(user, experiment_id, *, action: str = "read") -> Experiment:

@@ -126,6 +126,9 @@ def create_experiment(*, user, name: str, artifact_location: str | None = None, 
     pairs = _tag_pairs(tags, value_limit=MAX_EXPERIMENT_TAG_VAL_LENGTH)
     if Experiment.objects.filter(name=name).exists():
         raise AlreadyExists(f"Experiment(name={name}) already exists.")
+    from tracking.access import check_create_experiment
+
+    check_create_experiment(user)
     try:
         with transaction.atomic():
             now = now_ms()

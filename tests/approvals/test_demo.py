@@ -41,3 +41,18 @@ def test_governance_demo(admin, api_for):
         gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=scientist, archive_existing_versions=True)
     gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=reviewer, archive_existing_versions=True)
     assert dict(model.versions.values_list("version", "current_stage")) == {1: "Archived", 2: "Production"}
+
+
+def test_seed_demo_loads_governance_and_prints_passwords_once(admin, capsys):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--if-empty", "--user", "admin")
+    out = capsys.readouterr().out
+    for name in ("scientist", "reviewer"):
+        line = next(x for x in out.splitlines() if f"Created demo user '{name}' with password: " in x)
+        assert get_user_model().objects.get(username=name).check_password(line.rsplit(": ", 1)[1].strip())
+    assert "waiting in 'reviewer''s inbox" in out
+    assert TransitionRequest.objects.get().is_pending
+    call_command("seed_demo", "--user", "admin")  # again: no new users, no new password printed
+    assert "password" not in capsys.readouterr().out

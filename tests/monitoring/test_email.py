@@ -12,6 +12,7 @@ from monitoring import services
 from monitoring.models import Notification
 from registry import services as registry
 from registry.models import RegisteredModel
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +44,7 @@ def test_reviewers_get_the_new_request_and_the_requester_the_decision(owner, rev
 
 def test_watchers_get_every_event_and_can_unwatch(owner, data_scientist, make_version):
     make_version("m")
+    factories.grant(RegisteredModel.objects.get(name="m"), "CAN_READ", user=data_scientist)
     services.watch_model(user=data_scientist, name="m")
     services.watch_model(user=data_scientist, name="m")  # idempotent
     mail.outbox.clear()
@@ -58,6 +60,7 @@ def test_watchers_get_every_event_and_can_unwatch(owner, data_scientist, make_ve
 def test_a_burst_becomes_one_digest_per_window(owner, data_scientist, make_version, settings):
     settings.STAGEGATE_EMAIL_BATCH_SECONDS = 60
     make_version("m")
+    factories.grant(RegisteredModel.objects.get(name="m"), "CAN_READ", user=data_scientist)
     services.watch_model(user=data_scientist, name="m")
     mail.outbox.clear()
     for i in range(5):
@@ -83,6 +86,7 @@ def test_a_burst_becomes_one_digest_per_window(owner, data_scientist, make_versi
 
 def test_a_failed_send_hands_the_lines_back(owner, data_scientist, make_version, monkeypatch):
     make_version("m")
+    factories.grant(RegisteredModel.objects.get(name="m"), "CAN_READ", user=data_scientist)
     services.watch_model(user=data_scientist, name="m")
 
     def boom(self, *a, **k):
@@ -99,6 +103,7 @@ def test_a_failed_send_hands_the_lines_back(owner, data_scientist, make_version,
 
 def test_watchers_hear_about_the_models_deletion(owner, data_scientist, make_version):
     make_version("doomed")
+    factories.grant(RegisteredModel.objects.get(name="doomed"), "CAN_READ", user=data_scientist)
     services.watch_model(user=data_scientist, name="doomed")
     mail.outbox.clear()
     registry.delete_registered_model(name="doomed", user=owner)

@@ -6,6 +6,8 @@ from django.urls import reverse
 
 from monitoring import services
 from monitoring.models import Watch, Webhook, WebhookDelivery
+from registry.models import RegisteredModel
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +140,7 @@ def test_audit_page_shows_a_broken_chain(admin, owner, make_version):
 
 def test_watch_partial_and_watch_list(data_scientist, make_version):
     make_version("m")
+    factories.grant(RegisteredModel.objects.get(name="m"), "CAN_READ", user=data_scientist)
     c = browser(data_scientist)
     url = reverse("monitoring:model_watch", args=["m"])
     r = c.get(url, **HX)

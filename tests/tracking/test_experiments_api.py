@@ -122,8 +122,10 @@ def test_delete_and_restore_cascade_to_runs(api):
     assert api.post("experiments/delete", {"experiment_id": exp_id}).status_code == 404
 
 
-def test_default_experiment_cannot_be_deleted(api):
-    response = api.post("experiments/delete", {"experiment_id": "0"})
+def test_default_experiment_cannot_be_deleted(api, api_for, admin):
+    # Everyone edits the shared Default experiment; deleting needs CAN_MANAGE (403), and even then it is refused (400).
+    assert api.post("experiments/delete", {"experiment_id": "0"}).status_code == 403
+    response = api_for(admin).post("experiments/delete", {"experiment_id": "0"})
     assert response.status_code == 400
 
 

@@ -26,3 +26,17 @@ class Command(BaseCommand):
         model = load_demo(user=owner)
         versions = ", ".join(f"v{v.version} {v.current_stage} {v.status}" for v in model.versions.order_by("version"))
         self.stdout.write(self.style.SUCCESS(f"Demo loaded: {MODEL_NAME} ({versions})"))
+        # Governance on top: users scientist and reviewer, a Production policy, a pending request.
+        from approvals.demo import load_governance_demo
+
+        governance = load_governance_demo(admin=owner)
+        for name, password in governance["passwords"].items():
+            self.stdout.write(self.style.WARNING(
+                f"Created demo user '{name}' with password: {password}\nIt is shown only this once."
+            ))
+        request = governance["request"]
+        if request is not None and request.is_pending:
+            self.stdout.write(
+                f"Governance demo: Production of {MODEL_NAME} needs an approval; '{request.requester_name}' asks to "
+                f"move v{request.version.version} there, waiting in 'reviewer''s inbox."
+            )
