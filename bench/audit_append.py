@@ -68,14 +68,7 @@ def concurrent(names, u, label):
 
 
 def set_audit(on: bool):
-    from django.db.models.signals import post_save
-
-    from registry.models import Event
-
-    post_save.disconnect(dispatch_uid="monitoring-audit-event", sender=Event)
-    record_hooks = getattr(events, "RECORD_HOOKS", None)
-    if record_hooks is not None:
-        record_hooks[:] = [h for h in record_hooks if h is not hooks.audit_event]
+    events.RECORD_HOOKS[:] = [h for h in events.RECORD_HOOKS if h is not hooks.audit_event]
     if on:
         hooks.install()
 

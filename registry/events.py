@@ -34,6 +34,11 @@ EVENT_TYPES = {
 # event undispatched so the sweep retries it once the claim lease runs out.
 NOTIFICATION_HOOKS: list[Callable[[Event], None]] = []
 
+# Each hook is called as hook(event) inside record_event, in the change's own transaction, right
+# after the row is written (monitoring appends the audit record here); an exception rolls the
+# change back.
+RECORD_HOOKS: list[Callable[[Event], None]] = []
+
 
 def log_event(event: Event) -> None:
     log.info("registry event %s id=%s model=%s version=%s", event.type, event.pk, event.model_name, event.version)
@@ -63,6 +68,8 @@ def record_event(*, type: str, model, actor=None, version: int | None = None, pa
         actor=actor if actor is not None and getattr(actor, "pk", None) else None,
         payload=payload or {},
     )
+    for hook in list(RECORD_HOOKS):
+        hook(event)
     _schedule_dispatch()
     return event
 
