@@ -18,6 +18,18 @@ from registry.models import ModelVersion, StageTransition
 pytestmark = [pytest.mark.client, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(autouse=True)
+def _close_server_connections():
+    """live_server handles each request in a thread of its own: with a CONN_MAX_AGE those threads
+    would leave their connections open and PostgreSQL could not drop the test database."""
+    from django.db import connections
+
+    previous = connections.settings["default"].get("CONN_MAX_AGE", 0)
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
+    yield
+    connections.settings["default"]["CONN_MAX_AGE"] = previous
+
+
 def test_client_transition_refused_then_request_approved_and_loaded(live_server, mlflow_client, owner, admin,
                                                                       data_scientist, reviewer):
     import mlflow.pyfunc
