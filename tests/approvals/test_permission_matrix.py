@@ -121,6 +121,14 @@ CASES = [
     Case("policy-delete-model", "DELETE", "/api/2.0/stagegate/stage-policies", {"stage": "Staging", "model_name": "gm"}, needs(M)),
     Case("policy-put-global", "PUT", "/api/2.0/stagegate/stage-policies", {"stage": "Production", "min_approvals": 2}, ADMIN_ONLY),
     Case("inbox", "GET", "/api/2.0/stagegate/transition-requests", {"reviewable": "true"}, EVERYONE),
+    # ---- webhooks (monitoring): a model's webhooks are its managers' business, registry-wide ones admins'.
+    Case("db-webhook-create-model", "POST", "registry-webhooks/create",
+         {"model_name": "gm", "events": ["MODEL_VERSION_CREATED"], "http_url_spec": {"url": "https://example.com/hook"}}, needs(M)),
+    Case("db-webhook-create-global", "POST", "registry-webhooks/create",
+         {"events": ["MODEL_VERSION_CREATED"], "http_url_spec": {"url": "https://example.com/hook"}}, ADMIN_ONLY),
+    Case("mlflow-webhook-create", "POST", "webhooks",
+         {"name": "h", "url": "https://example.com/hook", "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}]}, ADMIN_ONLY),
+    Case("db-webhook-list", "GET", "registry-webhooks/list", {}, EVERYONE),
     # ---- tracking
     Case("exp-create", "POST", "experiments/create", {"name": "brand-new"}, EVERYONE),
     Case("exp-get", "GET", "experiments/get", lambda w: {"experiment_id": w["experiment_id"]}, needs(R, "experiment")),
@@ -230,7 +238,8 @@ def _call(client, case: Case, world):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_endpoint_permissions(case, world, clients):
+def test_endpoint_permissions(case, world, clients, settings):
+    settings.STAGEGATE_WEBHOOK_ALLOWED_HOSTS = ["example.com"]  # no DNS in tests
     got = {}
     for persona in PERSONAS:
         with transaction.atomic():
