@@ -3,8 +3,8 @@
 from django.urls import path
 
 from core.api import Params, api_view, keyset_page
-from core.errors import invalid_value, missing_parameter
-from registry import access, search, services
+from core.errors import DoesNotExist, invalid_value, missing_parameter
+from registry import access, reads, search, services
 from registry.models import ModelVersion
 
 RM_MAX_RESULTS_DEFAULT, RM_MAX_RESULTS_MAX = 100, 1000
@@ -79,9 +79,8 @@ def create_registered_model(request, params: Params):
 
 @api_view("GET")
 def get_registered_model(request, params: Params):
-    model = access.get_registered_model_for_user(request.user, _name(params), queryset=services.registered_model_queryset())
-    latest = services.latest_versions_for([model.pk]).get(model.pk, [])
-    return {"registered_model": model.to_mlflow(latest_versions=latest)}
+    model = access.get_registered_model_for_user(request.user, _name(params))
+    return {"registered_model": reads.registered_models_json([model])[0]}
 
 
 @api_view("PATCH")
@@ -114,16 +113,15 @@ def search_registered_models(request, params: Params):
     queryset = search.filter_registered_models(access.registered_models_visible_to(request.user), params.string("filter"))
     order = search.order_registered_models(params.string_list("order_by"))
     rows, next_token = keyset_page(
-        services.registered_model_queryset(queryset),
+        queryset,
         order=order,
         max_results=max_results,
         page_token=params.string("page_token"),
         kind="registered_models",
     )
-    latest = services.latest_versions_for([m.pk for m in rows])
     result = {}
     if rows:
-        result["registered_models"] = [m.to_mlflow(latest_versions=latest.get(m.pk, [])) for m in rows]
+        result["registered_models"] = reads.registered_models_json(rows)
     if next_token:
         result["next_page_token"] = next_token
     return result
@@ -131,8 +129,11 @@ def search_registered_models(request, params: Params):
 
 @api_view(("POST", "GET"))
 def get_latest_versions(request, params: Params):
-    versions = services.get_latest_versions(name=_name(params), user=request.user, stages=params.string_list("stages"))
-    return {"model_versions": [mv.to_mlflow() for mv in versions]} if versions else {}
+    # services.get_latest_versions' rule, read with plain SQL (registry.reads) on this hot path.
+    model = access.get_registered_model_for_user(request.user, _name(params))
+    stages = [services.canonical_stage(s) for s in params.string_list("stages")] or None
+    versions = reads.latest_versions([model.pk], stages=stages).get(model.pk, [])
+    return {"model_versions": [mv.to_mlflow(model_name=model.name) for mv in versions]} if versions else {}
 
 
 @api_view("POST")
@@ -184,7 +185,15 @@ def create_model_version(request, params: Params):
 @api_view("GET")
 def get_model_version(request, params: Params):
     name, version = _name(params), _version(params)
-    return {"model_version": access.get_model_version_for_user(request.user, name, version).to_mlflow()}
+    try:
+        model = access.get_registered_model_for_user(request.user, name)
+    except DoesNotExist:
+        # Do not tell an outsider whether the model exists (access.get_model_version_for_user's rule).
+        raise access.not_found_version(name, version) from None
+    data = reads.version_json(model.pk, model.name, version)
+    if data is None:
+        raise access.not_found_version(name, version)
+    return {"model_version": data}
 
 
 @api_view("PATCH")
@@ -228,7 +237,7 @@ def search_model_versions(request, params: Params):
     queryset = search.filter_model_versions(access.model_versions_visible_to(request.user), params.string("filter"))
     order = search.order_model_versions(params.string_list("order_by"))
     rows, next_token = keyset_page(
-        queryset.select_related("registered_model").prefetch_related("tags", "aliases"),
+        queryset.select_related("registered_model").only("id", "version", "creation_timestamp", "last_updated_timestamp", "registered_model__name"),
         order=order,
         max_results=max_results,
         page_token=params.string("page_token"),
@@ -236,7 +245,7 @@ def search_model_versions(request, params: Params):
     )
     result = {}
     if rows:
-        result["model_versions"] = [mv.to_mlflow() for mv in rows]
+        result["model_versions"] = reads.model_versions_json([mv.pk for mv in rows])
     if next_token:
         result["next_page_token"] = next_token
     return result

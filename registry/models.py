@@ -128,6 +128,8 @@ class ModelVersion(models.Model):
         indexes = [
             models.Index(fields=["registered_model", "current_stage", "-version"], name="mv_model_stage_version"),
             models.Index(fields=["-last_updated_timestamp", "id"], name="mv_last_updated"),
+            # model-versions/search name='x' in its default order, one page whatever the model's size.
+            models.Index(fields=["registered_model", "-last_updated_timestamp", "-version", "id"], name="mv_model_last_updated"),
         ]
 
     def __str__(self):

@@ -1,11 +1,11 @@
 """registered-models/search and model-versions/search: MLflow's filter and order_by grammar
 (parsed by core.filters) turned into ORM filters, keyset-paged by core.api.keyset_page."""
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from core.errors import InvalidParameter
 from core.filters import Clause, like_to_regex, parse_filter, parse_order_by
-from registry.models import ModelVersionTag, RegisteredModelTag
+from registry.models import ModelVersionTag, RegisteredModel, RegisteredModelTag
 
 STRING_COMPARATORS = ("=", "!=", "LIKE", "ILIKE")
 NUMERIC_COMPARATORS = ("=", "!=", "<", "<=", ">", ">=")
@@ -163,6 +163,10 @@ def filter_model_versions(queryset, filter_string: str | None):
             values = [_number(x) for x in v] if field in MV_NUMERIC else v
             q = Q(**{f"{field}__in": values})
             queryset = queryset.filter(q if c == "IN" else ~q)
+        elif field == "registered_model__name" and c == "=" and isinstance(v, str):
+            # The model's id as an InitPlan, not a join: the (model, -last_updated, -version)
+            # index then serves the page, however many versions other models have.
+            queryset = queryset.filter(registered_model_id=Subquery(RegisteredModel.objects.filter(name=v).values("pk")[:1]))
         elif field in MV_NUMERIC:
             queryset = queryset.filter(_numeric_q(field, c, v))
         elif c in STRING_COMPARATORS:

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 import yaml
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
-from registry import access
+from registry import access, reads
 from registry.events import record_event
 from registry.models import (
     BUILT_IN_STAGES,
@@ -722,17 +722,13 @@ def delete_model_version_tag(*, name: str, version: int, key: str, user) -> None
 
 def latest_versions_for(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
     """The highest version in each stage present (Archived included), for many models in one
-    query (+ prefetches). Returns {model pk: [versions ordered by version]}."""
+    query for their ids (+ the prefetches). Returns {model pk: [versions ordered by version]}."""
     if not model_ids:
         return {}
-    newest = (
-        ModelVersion.objects.filter(registered_model_id=OuterRef("registered_model_id"), current_stage=OuterRef("current_stage"))
-        .order_by("-version")
-        .values("version")[:1]
-    )
-    qs = access.version_queryset().filter(registered_model_id__in=model_ids, version=Subquery(newest))
-    if stages:
-        qs = qs.filter(current_stage__in=stages)
+    # The ids come from a loose index scan (registry.reads): a correlated MAX per version row
+    # cost ~1 s for one 100k-version model.
+    ids = reads.latest_version_ids(model_ids, stages=stages)
+    qs = access.version_queryset().filter(pk__in=ids)
     result: dict[int, list[ModelVersion]] = {}
     for mv in qs.order_by("registered_model_id", "version"):
         result.setdefault(mv.registered_model_id, []).append(mv)
