@@ -81,3 +81,44 @@ def test_unread_columns_are_deferred_not_guessed(registry_data):
     mv = reads.latest_versions([model.pk])[model.pk][0]
     # storage_path is not part of the JSON: reading it loads the real value instead of a default.
     assert mv.storage_path == ModelVersion.objects.get(pk=mv.pk).storage_path != ""
+
+
+def _count(api, django_assert_num_queries, n, method, path, **kwargs):
+    call = api.get if method == "GET" else api.post
+    call(path, **kwargs)  # the token is verified (and cached) here
+    with django_assert_num_queries(n):
+        response = call(path, **kwargs)
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def test_registry_read_endpoints_run_a_fixed_number_of_queries(api_for, admin, registry_data, django_assert_num_queries):
+    api = api_for(admin)
+    # model (visibility in the same query) + tags + aliases + latest ids + versions + their tags + their aliases
+    data = _count(api, django_assert_num_queries, 7, "GET", "registered-models/get", params={"name": "alpha"})
+    assert data["registered_model"]["latest_versions"]
+    data = _count(api, django_assert_num_queries, 5, "POST", "registered-models/get-latest-versions", body={"name": "alpha"})
+    assert len(data["model_versions"]) == 4
+    data = _count(api, django_assert_num_queries, 4, "GET", "model-versions/get", params={"name": "alpha", "version": "2"})
+    assert data["model_version"]["aliases"] == ["b-side", "champ"]
+    # page + versions + tags + aliases, whatever the page size
+    data = _count(api, django_assert_num_queries, 4, "GET", "model-versions/search", params={"filter": "name='alpha'"})
+    assert len(data["model_versions"]) == 6
+    data = _count(api, django_assert_num_queries, 7, "GET", "registered-models/search", params={"max_results": 10})
+    assert len(data["registered_models"]) == 3
+
+
+def test_model_versions_search_by_name_pages_in_the_default_order(api_for, admin, registry_data):
+    api = api_for(admin)
+    expected = [(v.last_updated_timestamp, v.version) for v in ModelVersion.objects.filter(registered_model__name="alpha")]
+    expected = [str(v) for _, v in sorted(expected, key=lambda t: (-t[0], -t[1]))]
+    seen, token = [], None
+    while True:
+        params = {"filter": "name='alpha'", "max_results": 4, **({"page_token": token} if token else {})}
+        page = api.get("model-versions/search", params).json()
+        seen += [v["version"] for v in page.get("model_versions", [])]
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert seen == expected
+    assert api.get("model-versions/search", {"filter": "name='nope'"}).json() == {}
