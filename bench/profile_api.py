@@ -86,6 +86,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--only", default="", help="substring of the endpoint names to run")
+    parser.add_argument("--writes", action="store_true", help="also the write endpoints (they add rows)")
     parser.add_argument("--profile", default="", help="cProfile this endpoint (exact name) and print the top functions")
     args = parser.parse_args(argv)
     setup()
@@ -106,7 +107,7 @@ def main(argv=None):
     ops = endpoints(call, model="model-0001", big=big, run_id=run.run_uuid, experiment_id=str(run.experiment_id))
     print(f"{'endpoint':42} {'CPU ms/req':>10} {'wall ms':>8} {'queries':>7}")
     for name, op in ops.items():
-        if args.only and args.only not in name:
+        if (args.only and args.only not in name) or (name.startswith("W ") and not args.writes):
             continue
         for _ in range(10):
             op()
