@@ -391,6 +391,16 @@ def keyset_page(queryset, *, order: list[tuple[str, bool]], max_results: int, pa
     return rows, next_token
 
 
+def page_json(key: str, items: list, next_page_token: str | None) -> dict:
+    """A search response the MLflow way: the list left out when empty, the token only when another page exists."""
+    result = {}
+    if items:
+        result[key] = items
+    if next_page_token:
+        result["next_page_token"] = next_page_token
+    return result
+
+
 def _attr(obj, path: str):
     for part in path.split("__"):
         obj = getattr(obj, part)

@@ -7,7 +7,7 @@ call one service or search → return the objects' `to_mlflow()`. Mounted under
 
 from django.urls import path
 
-from core.api import api_view
+from core.api import api_view, page_json
 from core.errors import InvalidParameter, missing_parameter
 from tracking import search, services
 from tracking.access import (
@@ -61,12 +61,7 @@ def search_experiments(request, params):
         ),
         page_token=params.string("page_token"),
     )
-    result = {}
-    if experiments:
-        result["experiments"] = [e.to_mlflow() for e in experiments]
-    if token:
-        result["next_page_token"] = token
-    return result
+    return page_json("experiments", [e.to_mlflow() for e in experiments], token)
 
 
 @api_view("POST")
@@ -239,12 +234,7 @@ def search_runs(request, params):
         page_token=params.string("page_token"),
         prefetch=False,
     )
-    result = {}
-    if runs:
-        result["runs"] = runs_to_mlflow(runs)
-    if token:
-        result["next_page_token"] = token
-    return result
+    return page_json("runs", runs_to_mlflow(runs), token)
 
 
 # --------------------------------------------------------------------------- metric history
@@ -261,12 +251,7 @@ def get_metric_history(request, params):
         ),
         page_token=params.string("page_token"),
     )
-    result = {}
-    if metrics:
-        result["metrics"] = [m.to_mlflow() for m in metrics]
-    if token:
-        result["next_page_token"] = token
-    return result
+    return page_json("metrics", [m.to_mlflow() for m in metrics], token)
 
 
 @api_view("GET")
@@ -368,12 +353,7 @@ def search_logged_models(request, params):
         ),
         page_token=params.string("page_token"),
     )
-    result = {}
-    if models:
-        result["models"] = [m.to_mlflow() for m in models]
-    if token:
-        result["next_page_token"] = token
-    return result
+    return page_json("models", [m.to_mlflow() for m in models], token)
 
 
 urlpatterns = [
