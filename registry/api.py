@@ -3,7 +3,7 @@
 from django.urls import path
 
 from core.api import Params, api_view, keyset_page
-from core.errors import DoesNotExist, invalid_value, missing_parameter
+from core.errors import invalid_value, missing_parameter
 from registry import access, reads, search, services
 from registry.models import ModelVersion
 
@@ -79,8 +79,11 @@ def create_registered_model(request, params: Params):
 
 @api_view("GET")
 def get_registered_model(request, params: Params):
-    model = access.get_registered_model_for_user(request.user, _name(params))
-    return {"registered_model": reads.registered_models_json([model])[0]}
+    name = _name(params)
+    data = reads.registered_model_json(access.visible_model_sql(request.user, name))
+    if data is None:
+        raise access.not_found_model(name)
+    return {"registered_model": data}
 
 
 @api_view("PATCH")
@@ -130,10 +133,12 @@ def search_registered_models(request, params: Params):
 @api_view(("POST", "GET"))
 def get_latest_versions(request, params: Params):
     # services.get_latest_versions' rule, read with plain SQL (registry.reads) on this hot path.
-    model = access.get_registered_model_for_user(request.user, _name(params))
+    name = _name(params)
     stages = [services.canonical_stage(s) for s in params.string_list("stages")] or None
-    versions = reads.latest_versions([model.pk], stages=stages).get(model.pk, [])
-    return {"model_versions": [mv.to_mlflow(model_name=model.name) for mv in versions]} if versions else {}
+    found, versions = reads.latest_versions_json(access.visible_model_sql(request.user, name), stages=stages)
+    if not found:
+        raise access.not_found_model(name)
+    return {"model_versions": versions} if versions else {}
 
 
 @api_view("POST")
@@ -185,12 +190,8 @@ def create_model_version(request, params: Params):
 @api_view("GET")
 def get_model_version(request, params: Params):
     name, version = _name(params), _version(params)
-    try:
-        model = access.get_registered_model_for_user(request.user, name)
-    except DoesNotExist:
-        # Do not tell an outsider whether the model exists (access.get_model_version_for_user's rule).
-        raise access.not_found_version(name, version) from None
-    data = reads.version_json(model.pk, model.name, version)
+    # An invisible model reads as a missing version: an outsider never learns it exists.
+    data = reads.version_json(access.visible_model_sql(request.user, name), version)
     if data is None:
         raise access.not_found_version(name, version)
     return {"model_version": data}

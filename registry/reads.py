@@ -1,22 +1,24 @@
 """Raw-SQL readers for the hottest registry endpoints (registered-models/get and /search,
 get-latest-versions, model-versions/get and /search).
 
-Why: compiling an ORM query costs ~0.5 ms of CPU, more than running it, and these endpoints
-used 4-7 of them per request (the model, its tags, aliases, latest versions, their tags and
-aliases). Here each read is a handful of plain parameterised SELECTs (portable SQL: SQLite and
-PostgreSQL), and the JSON is still produced by the models' own `to_mlflow()`: the rows are
-loaded into unsaved model instances whose related `tags`/`aliases` are filled like a prefetch,
-so the wire format has one definition. tests/perf/test_registry_reads.py checks every reader
-against the ORM path on the same data.
+Why: compiling an ORM query costs ~0.5 ms of CPU, more than running it, and each statement is a
+database round trip; these endpoints used 4-7 of both per request (the model, its tags, aliases,
+latest versions, their tags and aliases). Here each read is one batch of plain parameterised
+SELECTs (portable SQL: SQLite and PostgreSQL) sent in one round trip on PostgreSQL
+(core.sql.fetch_sets); the statements find their rows through subqueries (the model by name,
+the newest version per stage), so nothing waits for an earlier answer. The JSON is still
+produced by the models' own `to_mlflow()`: the rows are loaded into unsaved model instances
+whose related `tags`/`aliases` are filled like a prefetch, so the wire format has one
+definition. tests/perf/test_registry_reads.py checks every reader against the ORM path.
 
-Permissions are not decided here: callers pass objects or ids that registry.access already
-let through.
+Permissions are not decided here: callers pass objects, ids or a model subquery
+(registry.access.visible_model_sql) that registry.access built.
 """
 
+from collections.abc import Callable
 from types import SimpleNamespace
 
-from core.sql import fetch as _fetch
-from core.sql import in_list
+from core.sql import fetch_sets, in_list, in_subquery
 from registry.models import ModelVersion, RegisteredModel
 
 MV = ModelVersion._meta.db_table
@@ -30,6 +32,13 @@ _TO_MLFLOW_FIELDS = {"id", "registered_model_id", "version", "creation_timestamp
                      "description", "user_id", "source", "run_id", "status", "status_message", "run_link"}
 MV_FIELDS = tuple(f.attname for f in ModelVersion._meta.concrete_fields if f.attname in _TO_MLFLOW_FIELDS)
 MV_SELECT = ", ".join(f"v.{f}" for f in MV_FIELDS)
+RM_FIELDS = tuple(f.attname for f in RegisteredModel._meta.concrete_fields
+                  if f.attname in {"id", "name", "description", "creation_timestamp", "last_updated_timestamp", "owner_id"})
+RM_SELECT = ", ".join(f"m.{f}" for f in RM_FIELDS)
+
+# A condition or subquery as (sql, params). The readers take their models as a function of a
+# column name that returns the condition "column is one of the models" (_ids, _subquery).
+Condition = tuple[str, list]
 
 
 def _prefetched(obj, **related) -> None:
@@ -40,59 +49,80 @@ def _prefetched(obj, **related) -> None:
     cache.update(related)
 
 
-def _version_objects(rows: list[tuple]) -> list[ModelVersion]:
-    """Unsaved ModelVersion instances for rows in MV_FIELDS order, with their tags and aliases
-    loaded like a prefetch (two queries)."""
-    if not rows:
-        return []
-    ids = [row[0] for row in rows]
+def _ids(values) -> Callable[[str], Condition]:
+    return lambda column: in_list(column, values)
+
+
+def _subquery(sql: str, params: list) -> Callable[[str], Condition]:
+    return lambda column: (f"{column} = ({sql})", list(params))
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _version_statements(where: Condition) -> list[Condition]:
+    """Three SELECTs for the versions matching `where` (a condition on `v`): the rows (with their
+    model's name last), their tags, their aliases."""
+    cond, params = where
+    ids = f"SELECT v.id FROM {MV} v WHERE {cond}"
+    return [
+        (f"SELECT {MV_SELECT}, (SELECT m.name FROM {RM} m WHERE m.id = v.registered_model_id) FROM {MV} v WHERE {cond}"
+         f" ORDER BY v.registered_model_id, v.version", params),
+        (f"SELECT t.version_id, t.key, t.value FROM {MV_TAG} t WHERE {in_subquery('t.version_id', ids)} ORDER BY t.key", params),
+        (f"SELECT a.version_id, a.alias FROM {ALIAS} a WHERE {in_subquery('a.version_id', ids)}", params),
+    ]
+
+
+def _versions(rows: list[tuple], tag_rows: list[tuple], alias_rows: list[tuple]) -> list[tuple[ModelVersion, str]]:
+    """(unsaved ModelVersion with its tags and aliases loaded like a prefetch, model name) per row."""
     tags: dict[int, list] = {}
-    where, params = in_list("version_id", ids)
-    for version_id, key, value in _fetch(f"SELECT version_id, key, value FROM {MV_TAG} WHERE {where} ORDER BY key", params):
+    for version_id, key, value in tag_rows:
         tags.setdefault(version_id, []).append(SimpleNamespace(key=key, value=value))
     aliases: dict[int, list] = {}
-    for version_id, alias in _fetch(f"SELECT version_id, alias FROM {ALIAS} WHERE {where}", params):
+    for version_id, alias in alias_rows:
         aliases.setdefault(version_id, []).append(SimpleNamespace(alias=alias))
     versions = []
     for row in rows:
         # from_db: the other columns are deferred (an unexpected read would query, never guess).
-        mv = ModelVersion.from_db(None, MV_FIELDS, row)
+        mv = ModelVersion.from_db(None, MV_FIELDS, row[:-1])
         _prefetched(mv, tags=tags.get(mv.id, []), aliases=aliases.get(mv.id, []))
-        versions.append(mv)
+        versions.append((mv, row[-1]))
     return versions
 
 
 def model_versions_json(version_ids: list[int]) -> list[dict]:
-    """The versions' JSON, in the order of `version_ids`: three queries whatever their number."""
+    """The versions' JSON, in the order of `version_ids`: one round trip whatever their number."""
     if not version_ids:
         return []
-    where, params = in_list("v.id", version_ids)
-    rows = _fetch(f"SELECT {MV_SELECT}, m.name FROM {MV} v JOIN {RM} m ON m.id = v.registered_model_id WHERE {where}", params)
-    by_id = {row[0]: row for row in rows}
-    ordered = [by_id[pk] for pk in version_ids if pk in by_id]
-    return [mv.to_mlflow(model_name=row[-1]) for mv, row in zip(_version_objects([row[:-1] for row in ordered]), ordered)]
+    by_id = {mv.id: (mv, name) for mv, name in _versions(*fetch_sets(_version_statements(in_list("v.id", version_ids))))}
+    return [by_id[pk][0].to_mlflow(model_name=by_id[pk][1]) for pk in version_ids if pk in by_id]
 
 
-def version_json(model_id: int, model_name: str, version: int) -> dict | None:
-    """One version of a model the caller already resolved (None when that number does not exist)."""
-    rows = _fetch(f"SELECT {MV_SELECT} FROM {MV} v WHERE v.registered_model_id = %s AND v.version = %s", [model_id, version])
-    return _version_objects(rows)[0].to_mlflow(model_name=model_name) if rows else None
+def version_json(model: Condition, version: int) -> dict | None:
+    """The JSON of version `version` of the model the subquery `model` (registry.access.visible_model_sql)
+    finds, or None; one round trip."""
+    model_sql, model_params = model
+    versions = _versions(*fetch_sets(_version_statements((f"v.registered_model_id = ({model_sql}) AND v.version = %s",
+                                                          [*model_params, version]))))
+    return versions[0][0].to_mlflow(model_name=versions[0][1]) if versions else None
 
 
-def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None) -> list[int]:
-    """Primary keys of the newest version in each stage present, for many models, ordered by
-    model then version: a loose index scan over the (model, stage, -version) index (a recursive
-    CTE walks each model's distinct stages, one index probe per stage), so a model with 100k
-    versions costs what one with 10 costs. No join back to the versions here: PostgreSQL
-    misjudges the CTE's size and would hash-join a scan of every version."""
-    if not model_ids:
-        return []
-    where, params = in_list("m.id", model_ids)
+# --------------------------------------------------------------------------- newest version per stage
+
+
+def _latest_ids_sql(models, stages: list[str] | None) -> Condition:
+    """The ids of the newest version in each stage present, for the models `models(column)`
+    selects, ordered by model then version: a loose index scan over the (model, stage, -version)
+    index (a recursive CTE walks each model's distinct stages, one index probe per stage), so a
+    model with 100k versions costs what one with 10 costs. Joined back to the versions only
+    through core.sql.in_subquery: PostgreSQL misjudges the CTE's size and would otherwise
+    hash-join a scan of every version."""
+    where, params = models("m.id")
     stage_sql = ""
     if stages:
         stage_sql, stage_params = in_list("st.stage", stages)
         stage_sql = " AND " + stage_sql
-        params += stage_params
+        params = params + stage_params
     first = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = m.id"
     after = f"SELECT MIN(w.current_stage) FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage > st.stage"
     newest = f"FROM {MV} w WHERE w.registered_model_id = st.model_id AND w.current_stage = st.stage ORDER BY w.version DESC LIMIT 1"
@@ -103,41 +133,85 @@ def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None)
         f" SELECT top.id FROM (SELECT st.model_id, (SELECT w.id {newest}) AS id, (SELECT w.version {newest}) AS version"
         f" FROM st WHERE st.stage IS NOT NULL{stage_sql}) top ORDER BY top.model_id, top.version"
     )
-    return [row[0] for row in _fetch(sql, params)]
+    return sql, params
 
 
-def latest_versions(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
-    """{model id: [newest version per stage, by version]}: the same rows as
-    registry.services.latest_versions_for, as unsaved instances ready for to_mlflow(), in
-    four plain queries (their ids, the versions, their tags, their aliases)."""
-    ids = latest_version_ids(model_ids, stages=stages)
-    if not ids:
-        return {}
-    where, params = in_list("v.id", ids)
-    rows = _fetch(f"SELECT {MV_SELECT} FROM {MV} v WHERE {where} ORDER BY v.registered_model_id, v.version", params)
+def _latest_statements(models, stages: list[str] | None) -> list[Condition]:
+    sql, params = _latest_ids_sql(models, stages)
+    return _version_statements((in_subquery("v.id", sql), params))
+
+
+def _by_model(versions: list[tuple[ModelVersion, str]]) -> dict[int, list[ModelVersion]]:
     result: dict[int, list[ModelVersion]] = {}
-    for mv in _version_objects(rows):
+    for mv, _ in versions:
         result.setdefault(mv.registered_model_id, []).append(mv)
     return result
 
 
-def registered_models_json(models: list[RegisteredModel]) -> list[dict]:
-    """`to_mlflow(latest_versions=…)` for model rows the caller fetched: their tags, aliases and
-    latest versions (with the versions' tags and aliases) in five plain queries whatever their number."""
-    if not models:
+def latest_version_ids(model_ids: list[int], *, stages: list[str] | None = None) -> list[int]:
+    """Primary keys of the newest version in each stage present, for many models, ordered by model then version."""
+    if not model_ids:
         return []
-    ids = [m.pk for m in models]
+    return [row[0] for row in fetch_sets([_latest_ids_sql(_ids(model_ids), stages)])[0]]
+
+
+def latest_versions(model_ids: list[int], *, stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
+    """{model id: [newest version per stage, by version]}: the same rows as
+    registry.services.latest_versions_for, as unsaved instances ready for to_mlflow(), in one round trip."""
+    if not model_ids:
+        return {}
+    return _by_model(_versions(*fetch_sets(_latest_statements(_ids(model_ids), stages))))
+
+
+def latest_versions_json(model: Condition, *, stages: list[str] | None = None) -> tuple[bool, list[dict]]:
+    """(does the model exist, its newest version per stage as JSON) for the model the subquery
+    `model` finds; one round trip."""
+    found, *sets = fetch_sets([(f"SELECT m.id FROM {RM} m WHERE m.id = ({model[0]})", model[1]),
+                               *_latest_statements(_subquery(*model), stages)])
+    return bool(found), [mv.to_mlflow(model_name=name) for mv, name in _versions(*sets)]
+
+
+# --------------------------------------------------------------------------- registered models
+
+
+def _model_statements(models) -> list[Condition]:
+    """The models' tags and aliases, then their latest versions' three sets."""
+    tags_where, tags_params = models("t.model_id")
+    aliases_where, aliases_params = models("a.model_id")
+    return [
+        (f"SELECT t.model_id, t.key, t.value FROM {RM_TAG} t WHERE {tags_where} ORDER BY t.key", tags_params),
+        (f"SELECT a.model_id, a.alias, v.version FROM {ALIAS} a JOIN {MV} v ON v.id = a.version_id WHERE {aliases_where}", aliases_params),
+        *_latest_statements(models, None),
+    ]
+
+
+def _models_json(models: list[RegisteredModel], tag_rows, alias_rows, *version_sets) -> list[dict]:
     tags: dict[int, list] = {}
-    where, params = in_list("model_id", ids)
-    for model_id, key, value in _fetch(f"SELECT model_id, key, value FROM {RM_TAG} WHERE {where} ORDER BY key", params):
+    for model_id, key, value in tag_rows:
         tags.setdefault(model_id, []).append(SimpleNamespace(key=key, value=value))
     aliases: dict[int, list] = {}
-    where, params = in_list("a.model_id", ids)
-    for model_id, alias, number in _fetch(f"SELECT a.model_id, a.alias, v.version FROM {ALIAS} a JOIN {MV} v ON v.id = a.version_id WHERE {where}", params):
+    for model_id, alias, number in alias_rows:
         aliases.setdefault(model_id, []).append(SimpleNamespace(alias=alias, version=SimpleNamespace(version=number)))
-    latest = latest_versions(ids)
+    latest = _by_model(_versions(*version_sets))
     result = []
     for model in models:
         _prefetched(model, tags=tags.get(model.pk, []), aliases=aliases.get(model.pk, []))
         result.append(model.to_mlflow(latest_versions=latest.get(model.pk, [])))
     return result
+
+
+def registered_models_json(models: list[RegisteredModel]) -> list[dict]:
+    """`to_mlflow(latest_versions=…)` for model rows the caller fetched: their tags, aliases and
+    latest versions (with the versions' tags and aliases) in one round trip whatever their number."""
+    if not models:
+        return []
+    return _models_json(models, *fetch_sets(_model_statements(_ids([m.pk for m in models]))))
+
+
+def registered_model_json(model: Condition) -> dict | None:
+    """The JSON of the model the subquery `model` finds (None when it finds none), in one round trip."""
+    rows, *sets = fetch_sets([(f"SELECT {RM_SELECT} FROM {RM} m WHERE m.id = ({model[0]})", model[1]),
+                              *_model_statements(_subquery(*model))])
+    if not rows:
+        return None
+    return _models_json([RegisteredModel.from_db(None, RM_FIELDS, rows[0])], *sets)[0]
