@@ -91,28 +91,61 @@ class Server:
     def pids(self) -> list[int]:
         return session_pids(self.proc.pid)
 
-    def rss(self, *, web_only: bool = False) -> int:
-        """RSS of all the server's processes; `web_only` leaves out job runners (MLflow's huey consumers, Stagegate's Celery worker)."""
-        total = 0
+    def web_pids(self) -> list[int]:
+        """The server's processes without its job runners (MLflow's huey consumers, Stagegate's Celery worker)."""
+        pids = []
         for pid in self.pids():
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if web_only and (b"huey" in cmdline or b"celery" in cmdline or cmdline.startswith(b"sh\0")):
-                    continue
+            except OSError:
+                continue
+            if not (b"huey" in cmdline or b"celery" in cmdline or cmdline.startswith(b"sh\0")):
+                pids.append(pid)
+        return pids
+
+    def rss(self, *, web_only: bool = False) -> int:
+        """RSS of all the server's processes; `web_only` leaves out the job runners."""
+        total = 0
+        for pid in self.web_pids() if web_only else self.pids():
+            try:
                 total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
             except OSError:
                 pass
         return total
 
     def cpu_seconds(self) -> float:
+        """CPU time of the web processes: a job runner still working off the write mix must not count
+        against a read."""
         total = 0
-        for pid in self.pids():
+        for pid in self.web_pids():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])  # utime + stime
             except (OSError, IndexError):
                 pass
         return total / CLK_TCK
+
+    def all_cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError):
+                pass
+        return total / CLK_TCK
+
+    def settle(self, *, idle: float = 0.05, timeout: float = 180) -> float:
+        """Wait until every process of the server (job runners included) is idle: less than `idle`
+        s of CPU in one second. Left-over background work (registrations of the seed, events) would
+        otherwise steal the CPU of the next measurement. Returns the seconds waited."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            before = self.all_cpu_seconds()
+            time.sleep(1)
+            if self.all_cpu_seconds() - before < idle:
+                break
+        return time.perf_counter() - start
 
     def _sample(self):
         while self._sampling:
@@ -503,14 +536,18 @@ def main():
                 sh("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", "ANALYZE")
             results = {}
             for name in ("mlflow", "stagegate"):
+                servers[name].settle()
                 results[name] = drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds)
             reads_last = report_mix(f"read mix at {step} %", results)
         results = {}
         for name in ("mlflow", "stagegate"):
+            servers[name].settle()
             results[name] = drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds)
         writes = report_mix("write mix", results)
 
         name = sorted(worlds["stagegate"].models)[0]
+        for server in servers.values():
+            print(f"settled {server.name} in {server.settle():.0f} s")
         sg_cpu = cpu_per_request(servers["stagegate"], f"{servers['stagegate'].url}/api/2.0/mlflow/registered-models/get?name={name}", {"Authorization": f"Bearer {token}"})
         ml_cpu = cpu_per_request(servers["mlflow"], f"{servers['mlflow'].url}/api/2.0/mlflow/registered-models/get?name={name}", {})
         floor_cpu = cpu_per_request(floor, f"{floor.url}/floor/7", {})
