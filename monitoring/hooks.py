@@ -2,8 +2,8 @@
 
 - in the event's transaction (registry.events.RECORD_HOOKS): one audit record per Event, and the
   e-mail lines of a model's watchers when the model is being deleted (they are gone after commit);
-- after commit, per dispatched event (registry.events.NOTIFICATION_HOOKS): webhook deliveries and
-  e-mail lines.
+- after commit, per batch of dispatched events (registry.events.NOTIFICATION_HOOKS): webhook
+  deliveries and e-mail lines.
 """
 
 from registry import events as registry_events
@@ -16,10 +16,10 @@ def audit_event(event) -> None:
     services.notify_before_delete(event)
 
 
-def fan_out(event) -> None:
+def fan_out(events) -> None:
     from monitoring import services
 
-    services.fan_out(event)
+    services.fan_out(events)
 
 
 def install() -> None:

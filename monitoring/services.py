@@ -158,32 +158,43 @@ def _audit_webhook(type: str, hook: Webhook, user) -> None:
 # --------------------------------------------------------------------------- fan-out (after commit)
 
 
-def _event_model_id(event) -> int | None:
-    """The model's id even after the model was deleted (the audit record kept it)."""
-    if event.model_id:
-        return event.model_id
-    return AuditRecord.objects.filter(event_id=event.pk).values_list("model_id", flat=True).first()
+def _event_model_ids(events) -> dict[int, int | None]:
+    """Each event's model id, even after the model was deleted (the audit record kept it): one
+    query for the batch's events whose model is gone, none when there are none."""
+    ids = {event.pk: event.model_id for event in events}
+    orphans = [pk for pk, model_id in ids.items() if not model_id]
+    if orphans:
+        ids.update(AuditRecord.objects.filter(event_id__in=orphans).values_list("event_id", "model_id"))
+    return ids
 
 
-def fan_out(event: Event) -> list[WebhookDelivery]:
-    """The after-commit hook: one delivery per matching webhook and one notification per recipient.
-    Idempotent (unique per (event, webhook) and (user, event)), so a re-dispatched event adds nothing."""
-    model_id = _event_model_id(event)
-    created = []
-    hooks = Webhook.objects.filter(deleted_timestamp__isnull=True, status=Webhook.ACTIVE).filter(
-        Q(model__isnull=True) | Q(model_id=model_id)
+def fan_out(events: list[Event]) -> list[WebhookDelivery]:
+    """The after-commit hook, for a batch of events: one delivery per (event, matching webhook) and
+    one notification per (recipient, event). The active webhooks are read once per batch and the
+    watchers of all the batch's models in one query. Idempotent (unique per (event, webhook) and
+    (user, event)), so a re-dispatched event adds nothing. Enqueues the new deliveries."""
+    model_ids = _event_model_ids(events)
+    wanted = {model_id for model_id in model_ids.values() if model_id}
+    hooks = list(
+        Webhook.objects.filter(deleted_timestamp__isnull=True, status=Webhook.ACTIVE).filter(
+            Q(model__isnull=True) | Q(model_id__in=wanted)
+        )
     )
-    enriched = None
-    for hook in hooks:
-        for name in catalog.names_for(event, hook.flavor):
-            if name in hook.events:
-                if hook.flavor == Webhook.MLFLOW and enriched is None:
-                    enriched = _with_current_fields(event)
-                delivery = _create_delivery(hook, enriched if hook.flavor == Webhook.MLFLOW else event, name)
-                if delivery is not None:
-                    created.append(delivery)
-                break
-    notify(event=event, model_id=model_id)
+    created = []
+    for event in events:
+        model_id, enriched = model_ids[event.pk], None
+        for hook in hooks:
+            if hook.model_id is not None and hook.model_id != model_id:
+                continue
+            for name in catalog.names_for(event, hook.flavor):
+                if name in hook.events:
+                    if hook.flavor == Webhook.MLFLOW and enriched is None:
+                        enriched = _with_current_fields(event)
+                    delivery = _create_delivery(hook, enriched if hook.flavor == Webhook.MLFLOW else event, name)
+                    if delivery is not None:
+                        created.append(delivery)
+                    break
+    notify(events=events, model_ids=model_ids)
     for delivery in created:
         _enqueue_delivery(delivery.pk)
     return created
@@ -544,9 +555,9 @@ def _requester_id(event) -> int | None:
     return None
 
 
-def notify(*, event: Event, model_id: int | None) -> int:
-    """Queue digest lines for the event's recipients: reviewers of a new request, the requester of a
-    decision, and the model's watchers (never the actor). Enqueues one digest per recipient."""
+def _recipients(event, model_id: int | None, watchers: list[int]) -> dict[int, str]:
+    """{user id: reason} for one event: reviewers of a new request, the requester of a decision,
+    and the model's watchers, never the actor."""
     lines: dict[int, str] = {}
     action = catalog._request_type(event.type)
     p = event.payload or {}
@@ -557,27 +568,42 @@ def notify(*, event: Event, model_id: int | None) -> int:
         requester = _requester_id(event)
         if requester and requester != event.actor_id:
             lines[requester] = Notification.DECISION
-    if model_id:
-        for user_id in Watch.objects.filter(model_id=model_id).values_list("user_id", flat=True):
-            if user_id != event.actor_id:
-                lines.setdefault(user_id, Notification.WATCH)
-    if not lines:
+    for user_id in watchers:
+        if user_id != event.actor_id:
+            lines.setdefault(user_id, Notification.WATCH)
+    return lines
+
+
+def notify(*, events: list[Event], model_ids: dict[int, int | None]) -> int:
+    """Queue digest lines for a batch of events (`model_ids`: event id -> model id). The watchers of
+    all the batch's models come in one query; each recipient's digest is enqueued once per batch.
+    Returns how many lines were queued."""
+    watchers: dict[int, list[int]] = {}
+    wanted = {model_id for model_id in model_ids.values() if model_id}
+    if wanted:
+        for model_id, user_id in Watch.objects.filter(model_id__in=wanted).values_list("model_id", "user_id"):
+            watchers.setdefault(model_id, []).append(user_id)
+    rows, recipients = [], set()
+    for event in events:
+        model_id = model_ids.get(event.pk)
+        lines = _recipients(event, model_id, watchers.get(model_id, []))
+        if not lines:
+            continue
+        text = catalog.text_for(event)
+        link = _model_link(event.model_name) if event.model_name and event.type != "registered_model.deleted" else ""
+        rows += [Notification(user_id=uid, event=event, reason=reason, text=text, link=link) for uid, reason in lines.items()]
+        recipients.update(lines)
+    if not rows:
         return 0
-    text = catalog.text_for(event)
-    link = _model_link(event.model_name) if event.model_name and event.type != "registered_model.deleted" else ""
-    Notification.objects.bulk_create(
-        [Notification(user_id=uid, event=event, reason=reason, text=text, link=link) for uid, reason in lines.items()],
-        ignore_conflicts=True,
-    )
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
     batch = _setting("STAGEGATE_EMAIL_BATCH_SECONDS", 60)
-    recipients = list(lines)
 
     def enqueue():
-        for user_id in recipients:
+        for user_id in sorted(recipients):
             _enqueue_digest(user_id, countdown=batch)
 
     transaction.on_commit(enqueue)  # at once outside a transaction
-    return len(lines)
+    return len(rows)
 
 
 def _model_link(name: str) -> str:
@@ -592,7 +618,7 @@ def _model_link(name: str) -> str:
 def notify_before_delete(event: Event) -> None:
     """In the deleting transaction: a model's watchers are gone after commit, so queue their lines now."""
     if event.type == "registered_model.deleted" and event.model_id:
-        notify(event=event, model_id=event.model_id)
+        notify(events=[event], model_ids={event.pk: event.model_id})
 
 
 def _enqueue_digest(user_id: int, countdown: float | None = None) -> None:

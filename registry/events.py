@@ -1,11 +1,19 @@
 """The registry's outbox: `record_event` writes the row in the caller's transaction and
-schedules one `dispatch_events` run after commit; `NOTIFICATION_HOOKS` are the targets
-a dispatched event is handed to (the monitoring work adds webhooks and e-mail here)."""
+asks for one `dispatch_events` run after commit; `NOTIFICATION_HOOKS` are the targets
+dispatched events are handed to, a batch at a time (the monitoring work adds webhooks and e-mail here).
+
+Publishing a task costs the request ~1 ms of CPU and the worker several more, so a burst of
+writes shares one run: the first writer after a run started raises a flag in the broker's Redis
+(`SET NX`) and publishes; the writers after it see the flag and publish nothing, which is safe
+because the queued run takes the flag down before its first claim, that is after their commits.
+A lost message leaves the flag up for at most `FLAG_TTL` (and the beat sweep runs anyway).
+"""
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from registry.models import Event
 
@@ -30,9 +38,10 @@ EVENT_TYPES = {
     "alias.deleted",
 }
 
-# Each hook is called as hook(event) for every dispatched event; an exception leaves the
-# event undispatched so the sweep retries it once the claim lease runs out.
-NOTIFICATION_HOOKS: list[Callable[[Event], None]] = []
+# Each hook is called as hook(events) with a batch of claimed events (oldest first), so it can
+# look things up once per batch. When it raises, it is called again with one event at a time;
+# an event it still fails on is left undispatched and the sweep retries it once the claim lease runs out.
+NOTIFICATION_HOOKS: list[Callable[[list[Event]], None]] = []
 
 # Each hook is called as hook(event) inside record_event, in the change's own transaction, right
 # after the row is written (monitoring appends the audit record here); an exception rolls the
@@ -40,14 +49,16 @@ NOTIFICATION_HOOKS: list[Callable[[Event], None]] = []
 RECORD_HOOKS: list[Callable[[Event], None]] = []
 
 
-def log_event(event: Event) -> None:
-    log.info("registry event %s id=%s model=%s version=%s", event.type, event.pk, event.model_name, event.version)
+def log_events(batch: list[Event]) -> None:
+    if log.isEnabledFor(logging.INFO):
+        for event in batch:
+            log.info("registry event %s id=%s model=%s version=%s", event.type, event.pk, event.model_name, event.version)
 
 
-NOTIFICATION_HOOKS.append(log_event)
+NOTIFICATION_HOOKS.append(log_events)
 
 
-def register_hook(hook: Callable[[Event], None]) -> Callable[[Event], None]:
+def register_hook(hook: Callable[[list[Event]], None]) -> Callable[[list[Event]], None]:
     if hook not in NOTIFICATION_HOOKS:
         NOTIFICATION_HOOKS.append(hook)
     return hook
@@ -75,18 +86,72 @@ def record_event(*, type: str, model, actor=None, version: int | None = None, pa
 
 
 def _schedule_dispatch() -> None:
-    """One dispatch per transaction, however many events it wrote."""
+    """One dispatch request per transaction, however many events it wrote."""
     connection = transaction.get_connection()
     if connection.in_atomic_block:
         for entry in connection.run_on_commit:
-            if getattr(entry[1], "_stagegate_dispatch", False):
+            if entry[1] is request_dispatch:
                 return
-
-    def enqueue():
-        from registry.tasks import dispatch_events
-
-        dispatch_events.delay()
-
-    enqueue._stagegate_dispatch = True
     # robust: a broker outage must not fail the committed change; the beat sweep catches up.
-    transaction.on_commit(enqueue, robust=True)
+    transaction.on_commit(request_dispatch, robust=True)
+
+
+FLAG_TTL = 60  # seconds; only matters when a published run never starts (a lost message)
+_redis_clients: dict = {}
+
+
+def _flag_store(conf, *, write: bool):
+    """A Redis client on the broker Celery publishes to (`write`) or consumes from, or None when
+    tasks run eagerly or the broker is not Redis."""
+    url = (conf.broker_write_url if write else conf.broker_read_url) or conf.broker_url
+    if conf.task_always_eager or not url or urlsplit(url).scheme not in ("redis", "rediss"):
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        import redis
+
+        client = _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    return client
+
+
+def _flag_key(conf) -> str:
+    """One flag per database and queue: deployments (or test runs) sharing a Redis never share it."""
+    return f"stagegate:dispatch-queued:{connection.settings_dict['NAME']}:{conf.task_default_queue}"
+
+
+def request_dispatch() -> None:
+    """After commit: publish a `dispatch_events` run unless one is queued and has not started yet
+    (then it will see this transaction's events). Raises only when the publish itself fails."""
+    from registry.tasks import dispatch_events
+
+    conf = dispatch_events.app.conf
+    client = _flag_store(conf, write=True)
+    if client is None:
+        dispatch_events.delay()
+        return
+    key = _flag_key(conf)
+    try:
+        if not client.set(key, "1", nx=True, ex=FLAG_TTL):
+            return
+    except Exception:
+        log.warning("could not check the dispatch flag; publishing anyway", exc_info=True)
+        dispatch_events.delay()
+        return
+    try:
+        dispatch_events.delay(key)
+    except Exception:
+        # Nothing was queued: the next writer must publish.
+        clear_dispatch_flag(conf, key)
+        raise
+
+
+def clear_dispatch_flag(conf, key: str) -> None:
+    """Called by the run the flag announced, before its first claim. Never fails the run: a flag
+    left up runs out after FLAG_TTL."""
+    client = _flag_store(conf, write=False)
+    if client is None:
+        return
+    try:
+        client.delete(key)
+    except Exception:
+        log.warning("could not clear the dispatch flag %s", key, exc_info=True)

@@ -269,7 +269,7 @@ def test_fan_out_is_idempotent(admin, receiver, make_version):
     make_version("m")
     event = Event.objects.get(type="model_version.created")
     # The dispatcher hands the same event over again (a crashed worker's claim ran out).
-    assert services.fan_out(event) == []
+    assert services.fan_out([event]) == []
     Event.objects.filter(pk=event.pk).update(dispatched_at=None, claimed_until=None)
     dispatch_events()
     assert WebhookDelivery.objects.filter(webhook=hook).count() == 1

@@ -371,7 +371,7 @@ def test_dispatch_is_idempotent_and_claims_once(owner, manual_on_commit):
     from registry import events
 
     delivered = []
-    events.register_hook(hook := delivered.append)
+    events.register_hook(hook := delivered.extend)
     try:
         services.create_registered_model(name="m", user=owner)
         services.set_registered_model_tag(name="m", key="k", value="v", user=owner)
@@ -379,7 +379,7 @@ def test_dispatch_is_idempotent_and_claims_once(owner, manual_on_commit):
         assert tasks.dispatch_events() == 0  # a second worker finds nothing to claim
         assert [e.type for e in delivered] == ["registered_model.created", "registered_model_tag.set"]
         assert all(e.dispatched_at is not None for e in Event.objects.all())
-        assert not tasks.claim(Event.objects.first().pk)
+        assert tasks.claim() == []
     finally:
         events.NOTIFICATION_HOOKS.remove(hook)
 
@@ -391,7 +391,7 @@ def test_failed_delivery_is_retried_after_the_lease(owner, manual_on_commit):
 
     from registry import events
 
-    def broken(event):
+    def broken(batch):
         raise RuntimeError("webhook down")
 
     events.register_hook(broken)
