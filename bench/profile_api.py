@@ -90,7 +90,6 @@ def main(argv=None):
     parser.add_argument("--profile", default="", help="cProfile this endpoint (exact name) and print the top functions")
     args = parser.parse_args(argv)
     setup()
-    from django.core.wsgi import get_wsgi_application
     from django.db import connection
 
     from core.services import create_api_token
@@ -99,7 +98,7 @@ def main(argv=None):
 
     from bench.seed_direct import BIG_MODEL, EXPERIMENT, _user
 
-    app = get_wsgi_application()
+    from config.wsgi import application as app
     _, token = create_api_token(user=_user(), name="profile")
     call = make_call(app, token)
     run = Run.objects.filter(experiment__name=EXPERIMENT).order_by("run_uuid").first()

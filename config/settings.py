@@ -107,6 +107,14 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# The JSON API's own, shorter chain (core/wsgi.py): security headers, and the session so a signed-in
+# browser reads the API; API views authenticate, are CSRF-exempt and answer JSON themselves.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
@@ -133,6 +141,9 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # The same backend, without a health-check round trip for a connection that just answered (core/db).
+        DATABASES["default"]["ENGINE"] = "core.db.postgresql"
 else:
     DATABASES = {
         "default": {
@@ -269,6 +280,8 @@ STAGEGATE_ADMIN_PASSWORD = env_str("STAGEGATE_ADMIN_PASSWORD")
 STAGEGATE_ADMIN_EMAIL = env_str("STAGEGATE_ADMIN_EMAIL", "admin@localhost")
 # How long a verified HTTP Basic credential is trusted before its hash is checked again.
 STAGEGATE_BASIC_AUTH_CACHE_SECONDS = env_int("STAGEGATE_BASIC_AUTH_CACHE_SECONDS", 300)
+# PostgreSQL: no health-check round trip for a connection that answered this recently (core/db; 0 = check every request).
+STAGEGATE_DB_ALIVE_BYPASS_MS = env_int("STAGEGATE_DB_ALIVE_BYPASS_MS", 1000)
 # Base URL used in links sent by mail and in guiding error messages.
 STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", "http://127.0.0.1:8000")
 # The header's review-inbox count: pending requests the signed-in user may decide.

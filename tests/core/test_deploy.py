@@ -266,7 +266,7 @@ def test_deploy_settings_come_from_env(tmp_path):
         "debug": False,
         "key": "from-the-environment",
         "csrf": ["https://registry.example.com"],
-        "engine": "django.db.backends.postgresql",
+        "engine": "core.db.postgresql",  # Django's PostgreSQL backend, health check bypass added
         "db": "stagegate",
         "broker": "redis://cache.internal:6379/0",
         "eager": False,
