@@ -15,8 +15,10 @@ from tracking.access import (
     get_experiment_for_user,
     get_logged_model_for_user,
     get_run_for_user,
+    run_not_found,
+    visible_run_sql,
 )
-from tracking.models import Experiment, LoggedModel, Run, attach_model_metrics, runs_to_mlflow
+from tracking.models import RUN_INFO_FIELDS, Experiment, LoggedModel, Run, attach_model_metrics, run_json, runs_to_mlflow
 
 # --------------------------------------------------------------------------- experiments
 
@@ -123,7 +125,11 @@ def create_run(request, params):
 
 @api_view("GET")
 def get_run(request, params):
-    return _run_response(get_run_for_user(request.user, params.run_id()))
+    run_id = params.run_id()
+    run = run_json(visible_run_sql(request.user, run_id, RUN_INFO_FIELDS), run_id)
+    if run is None:
+        raise run_not_found(run_id)
+    return {"run": run}
 
 
 @api_view("POST")
@@ -242,16 +248,16 @@ def search_runs(request, params):
 
 @api_view("GET")
 def get_metric_history(request, params):
-    run = get_run_for_user(request.user, params.run_id())
     metrics, token = search.metric_history(
-        run=run,
+        user=request.user,
+        run_id=params.run_id(),
         key=params.string("metric_key", required=True),
         max_results=params.max_results(
             default=search.GET_METRIC_HISTORY_MAX_RESULTS, maximum=search.GET_METRIC_HISTORY_MAX_RESULTS
         ),
         page_token=params.string("page_token"),
     )
-    return page_json("metrics", [m.to_mlflow() for m in metrics], token)
+    return page_json("metrics", metrics, token)
 
 
 @api_view("GET")

@@ -6,13 +6,17 @@ characters, logged models `m-` + 32 hex characters.
 """
 
 import json
+import math
+from collections import defaultdict
+import operator
 import time
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 
 from core.api import json_float
+from core.sql import fetch_sets, in_list
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -29,6 +33,38 @@ def new_run_id() -> str:
 
 def new_logged_model_id() -> str:
     return "m-" + uuid.uuid4().hex
+
+
+# MLflow's RunInfo from these run columns, in this order (run_info's arguments): one definition for
+# Run.info_to_mlflow and for the plain-tuple readers (runs_to_mlflow, run_json).
+RUN_INFO_FIELDS = ("run_uuid", "experiment_id", "name", "user_id", "status", "start_time", "end_time", "artifact_uri", "lifecycle_stage")
+_run_info_values = operator.attrgetter(*RUN_INFO_FIELDS)
+
+
+def run_info(run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) -> dict:
+    info = {
+        "run_uuid": run_uuid,
+        "run_id": run_uuid,
+        "experiment_id": str(experiment_id),
+        "run_name": name,
+        "user_id": user_id,
+        "status": status,
+        "start_time": start_time,
+        "artifact_uri": artifact_uri,
+        "lifecycle_stage": lifecycle_stage,
+    }
+    if end_time is not None:
+        info["end_time"] = end_time
+    return info
+
+
+def metric_value(value: float, is_nan: bool) -> float | str:
+    return "NaN" if is_nan else json_float(value)
+
+
+def metric_json(key: str, value: float, is_nan: bool, timestamp: int, step: int) -> dict:
+    """MLflow's Metric JSON (history points and latest values alike)."""
+    return {"key": key, "value": metric_value(value, is_nan), "timestamp": timestamp, "step": step}
 
 
 class ExperimentQuerySet(models.QuerySet):
@@ -147,20 +183,7 @@ class Run(models.Model):
         return self.lifecycle_stage == ACTIVE
 
     def info_to_mlflow(self) -> dict:
-        info = {
-            "run_uuid": self.run_uuid,
-            "run_id": self.run_uuid,
-            "experiment_id": str(self.experiment_id),
-            "run_name": self.name,
-            "user_id": self.user_id,
-            "status": self.status,
-            "start_time": self.start_time,
-            "artifact_uri": self.artifact_uri,
-            "lifecycle_stage": self.lifecycle_stage,
-        }
-        if self.end_time is not None:
-            info["end_time"] = self.end_time
-        return info
+        return run_info(*_run_info_values(self))
 
     def to_mlflow(self) -> dict:
         """MLflow's Run JSON. Prefetch with `Run.objects.for_mlflow()` to keep it query-free."""
@@ -218,12 +241,7 @@ class Metric(models.Model):
         indexes = [models.Index(fields=["run", "key", "step", "timestamp"], name="metric_history")]
 
     def to_mlflow(self) -> dict:
-        return {
-            "key": self.key,
-            "value": "NaN" if self.is_nan else json_float(self.value),
-            "timestamp": self.timestamp,
-            "step": self.step,
-        }
+        return metric_json(self.key, self.value, self.is_nan, self.timestamp, self.step)
 
     def to_model_mlflow(self) -> dict:
         """A logged model's metric: the point plus the model and run it belongs to."""
@@ -255,12 +273,7 @@ class LatestMetric(models.Model):
         indexes = [models.Index(fields=["key", "value"], name="latest_metric_key_value")]
 
     def to_mlflow(self) -> dict:
-        return {
-            "key": self.key,
-            "value": "NaN" if self.is_nan else json_float(self.value),
-            "timestamp": self.timestamp,
-            "step": self.step,
-        }
+        return metric_json(self.key, self.value, self.is_nan, self.timestamp, self.step)
 
 
 class RunTag(models.Model):
@@ -433,70 +446,116 @@ class RunModelInput(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "model"], name="uniq_run_model_input")]
 
 
-def _metric_json(value: float, is_nan: bool) -> float | str:
-    return "NaN" if is_nan else json_float(value)
+# --------------------------------------------------------------------------- run JSON from plain rows
+
+# A condition or statement as (sql, params); the readers take their runs as a function of a column
+# name that returns the condition "column is one of the runs" (run_ids, or `= %s` for one run).
+Condition = tuple[str, list]
+_by_key = operator.itemgetter(1)
 
 
-def _related_rows(model, columns: str, ids: list[str], order: str = "", join: str = "") -> list[tuple]:
-    """Rows of a run's child table `t` for many runs, as tuples (plain SQL, one array parameter)."""
-    from core.sql import fetch, in_list
+def run_ids(ids: list[str]):
+    """`column is one of these run ids`. On PostgreSQL one text parameter written as an array
+    literal: psycopg dumps a Python list of 100 strings element by element in Python (~0.35 ms,
+    once per statement of a batch), a string in one go."""
+    if connection.vendor != "postgresql":
+        return lambda column: in_list(column, ids)
+    literal = "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in ids) + "}"
+    return lambda column: (f"{column} = ANY(CAST(%s AS varchar[]))", [literal])
 
-    where, params = in_list('t."run_id"', ids)
-    return fetch(f"SELECT {columns} FROM {model._meta.db_table} t{join} WHERE {where}{order}", params)
+
+def run_child_statements(runs, *, just_created: bool = False) -> list[Condition]:
+    """The SELECTs of everything a run's JSON holds besides its own columns, for the runs `runs(column)`
+    selects (tags; then latest metrics, params, dataset inputs, model inputs, model outputs), for
+    core.sql.fetch_sets. `just_created`: tags only (a new run has nothing else yet)."""
+    def select(model, columns: str, order: str = "", join: str = "") -> Condition:
+        where, params = runs('t."run_id"')
+        return f"SELECT {columns} FROM {model._meta.db_table} t{join} WHERE {where}{order}", params
+
+    statements = [select(RunTag, 't."run_id", t."key", t."value"', ' ORDER BY t."id"')]
+    if just_created:
+        return statements
+    return statements + [
+        select(LatestMetric, 't."run_id", t."key", t."value", t."is_nan", t."timestamp", t."step"'),
+        select(Param, 't."run_id", t."key", t."value"'),
+        select(RunInput, 't."run_id", t."tags", d."name", d."digest", d."source_type", d."source", d."schema", d."profile"',
+               ' ORDER BY t."id"', f' JOIN {Dataset._meta.db_table} d ON d."id" = t."dataset_id"'),
+        select(RunModelInput, 't."run_id", t."model_id"', ' ORDER BY t."id"'),
+        select(RunModelOutput, 't."run_id", t."model_id", t."step"', ' ORDER BY t."id"'),
+    ]
 
 
-def runs_to_mlflow(runs: list[Run], *, just_created: bool = False) -> list[dict]:
-    """`[run.to_mlflow() for run in runs]` without a model instance (or an ORM query) per param,
-    tag and metric: six plain SELECTs of tuples whatever the page size. The search hot path;
-    tested to return exactly what Run.to_mlflow() returns. `just_created`: runs that can only
-    have tags yet (runs/create), one query."""
+def _dataset_input_json(input_tags, name, digest, source_type, source, schema, profile) -> dict:
+    dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
+    if schema:
+        dataset["schema"] = schema
+    if profile:
+        dataset["profile"] = profile
+    entry = {"dataset": dataset}
+    if isinstance(input_tags, str):
+        input_tags = json.loads(input_tags)
+    if input_tags:
+        entry["tags"] = input_tags
+    return entry
+
+
+def runs_json(runs: list[tuple], tag_rows, metric_rows=(), param_rows=(), dataset_rows=(), model_input_rows=(),
+              model_output_rows=()) -> list[dict]:
+    """Run JSON from rows: `runs` are RUN_INFO_FIELDS tuples, the rest the result sets of
+    run_child_statements, in their order. Exactly Run.to_mlflow() (tests/perf/test_fast_paths.py)."""
+    isfinite = math.isfinite
+    metrics, params, tags, datasets, model_inputs, model_outputs = (defaultdict(list) for _ in range(6))
+    # Metrics and params by key, as Run.to_mlflow: one (stable) sort of all rows, then grouped.
+    # metric_json inlined (a call per value shows on a 500-metric page); non-finite values take its path.
+    for run_id, key, value, is_nan, timestamp, step in sorted(metric_rows, key=_by_key):
+        if is_nan or not isfinite(value):
+            value = metric_value(value, is_nan)
+        metrics[run_id].append({"key": key, "value": value, "timestamp": timestamp, "step": step})
+    for run_id, key, value in sorted(param_rows, key=_by_key):
+        params[run_id].append({"key": key, "value": value})
+    for run_id, key, value in tag_rows:
+        tags[run_id].append({"key": key, "value": value})
+    for run_id, *row in dataset_rows:
+        datasets[run_id].append(_dataset_input_json(*row))
+    for run_id, model_id in model_input_rows:
+        model_inputs[run_id].append({"model_id": model_id})
+    for run_id, model_id, step in model_output_rows:
+        model_outputs[run_id].append({"model_id": model_id, "step": step})
+    result = []
+    for run in runs:
+        rid = run[0]
+        data = {}
+        if rid in metrics:
+            data["metrics"] = metrics[rid]
+        if rid in params:
+            data["params"] = params[rid]
+        if rid in tags:
+            data["tags"] = tags[rid]
+        inputs = {}
+        if rid in datasets:
+            inputs["dataset_inputs"] = datasets[rid]
+        if rid in model_inputs:
+            inputs["model_inputs"] = model_inputs[rid]
+        result.append({"info": run_info(*run), "data": data, "inputs": inputs,
+                       "outputs": {"model_outputs": model_outputs[rid]} if rid in model_outputs else {}})
+    return result
+
+
+def runs_to_mlflow(runs: list, *, just_created: bool = False) -> list[dict]:
+    """`[run.to_mlflow() for run in runs]` for Run instances or rows with the RUN_INFO_FIELDS
+    attributes (tracking.search.search_runs(prefetch=False)), without a model instance (or an ORM
+    query) per param, tag and metric: plain SELECTs of tuples whatever the page size, in one round
+    trip on PostgreSQL (core.sql.fetch_sets). The search hot path; tested to return exactly what
+    Run.to_mlflow() returns. `just_created`: runs that can only have tags yet (runs/create)."""
     if not runs:
         return []
-    ids = [run.run_uuid for run in runs]
-    metrics, params, tags, datasets, model_inputs, model_outputs = ({} for _ in range(6))
-    for run_id, key, value in _related_rows(RunTag, 't."run_id", t."key", t."value"', ids, ' ORDER BY t."id"'):
-        tags.setdefault(run_id, []).append({"key": key, "value": value})
-    if just_created:
-        return [_run_json(run, metrics, params, tags, datasets, model_inputs, model_outputs) for run in runs]
-    for run_id, key, value, is_nan, timestamp, step in _related_rows(LatestMetric, 't."run_id", t."key", t."value", t."is_nan", t."timestamp", t."step"', ids):
-        metrics.setdefault(run_id, []).append({"key": key, "value": _metric_json(value, is_nan), "timestamp": timestamp, "step": step})
-    for run_id, key, value in _related_rows(Param, 't."run_id", t."key", t."value"', ids):
-        params.setdefault(run_id, []).append({"key": key, "value": value})
-    for run_id, input_tags, name, digest, source_type, source, schema, profile in _related_rows(
-        RunInput, 't."run_id", t."tags", d."name", d."digest", d."source_type", d."source", d."schema", d."profile"', ids,
-        ' ORDER BY t."id"', join=f' JOIN {Dataset._meta.db_table} d ON d."id" = t."dataset_id"',
-    ):
-        dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
-        if schema:
-            dataset["schema"] = schema
-        if profile:
-            dataset["profile"] = profile
-        entry = {"dataset": dataset}
-        if isinstance(input_tags, str):
-            input_tags = json.loads(input_tags)
-        if input_tags:
-            entry["tags"] = input_tags
-        datasets.setdefault(run_id, []).append(entry)
-    for run_id, model_id in _related_rows(RunModelInput, 't."run_id", t."model_id"', ids, ' ORDER BY t."id"'):
-        model_inputs.setdefault(run_id, []).append({"model_id": model_id})
-    for run_id, model_id, step in _related_rows(RunModelOutput, 't."run_id", t."model_id", t."step"', ids, ' ORDER BY t."id"'):
-        model_outputs.setdefault(run_id, []).append({"model_id": model_id, "step": step})
-    return [_run_json(run, metrics, params, tags, datasets, model_inputs, model_outputs) for run in runs]
+    rows = [_run_info_values(run) for run in runs]
+    return runs_json(rows, *fetch_sets(run_child_statements(run_ids([row[0] for row in rows]), just_created=just_created)))
 
 
-def _run_json(run: Run, metrics: dict, params: dict, tags: dict, datasets: dict, model_inputs: dict, model_outputs: dict) -> dict:
-    rid = run.run_uuid
-    data = {}
-    if rid in metrics:
-        data["metrics"] = sorted(metrics[rid], key=lambda m: m["key"])
-    if rid in params:
-        data["params"] = sorted(params[rid], key=lambda p: p["key"])
-    if rid in tags:
-        data["tags"] = tags[rid]
-    inputs = {}
-    if rid in datasets:
-        inputs["dataset_inputs"] = datasets[rid]
-    if rid in model_inputs:
-        inputs["model_inputs"] = model_inputs[rid]
-    outputs = {"model_outputs": model_outputs[rid]} if rid in model_outputs else {}
-    return {"info": run.info_to_mlflow(), "data": data, "inputs": inputs, "outputs": outputs}
+def run_json(run: Condition, run_id: str) -> dict | None:
+    """The JSON of the run that the statement `run` (tracking.access.visible_run_sql: its
+    RUN_INFO_FIELDS, no row when the caller may not see it) finds, or None; one round trip. The
+    child rows are selected by `run_id` alone and dropped unless the run row came back."""
+    found, *sets = fetch_sets([run, *run_child_statements(lambda column: (f"{column} = %s", [run_id]))])
+    return runs_json(found, *sets)[0] if found else None

@@ -28,13 +28,15 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from core.api import keyset_page
+from core.api import decode_page_token, encode_page_token, keyset_page
 from core.errors import InvalidParameter
 from core.filters import Clause, OrderKey, like_to_regex, parse_filter, parse_order_by
-from tracking.access import experiments_visible_to, parse_experiment_id
+from core.sql import fetch_sets
+from tracking.access import experiments_visible_to, get_run_for_user, parse_experiment_id, run_not_found, runs_visible_in, visible_run_sql
 from tracking.models import (
     ACTIVE,
     DELETED,
+    RUN_INFO_FIELDS,
     LatestMetric,
     LoggedModel,
     LoggedModelParam,
@@ -45,6 +47,7 @@ from tracking.models import (
     RunInput,
     RunTag,
     attach_model_metrics,
+    metric_json,
 )
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
@@ -337,12 +340,10 @@ def search_runs(*, user, experiment_ids: list, filter_string: str | None, run_vi
                 max_results: int, page_token: str | None, prefetch: bool = True) -> tuple[list[Run], str | None]:
     """One page of runs, ready for Run.to_mlflow() (prefetched in a fixed number of queries).
 
-    `prefetch=False` returns bare runs, for callers that serialise with `runs_to_mlflow`."""
+    `prefetch=False` returns rows (named tuples) with only the RUN_INFO_FIELDS and the sort values,
+    for callers that serialise with `runs_to_mlflow`."""
     ids = [parse_experiment_id(e) for e in experiment_ids]
-    qs = Run.objects.filter(
-        experiment__in=experiments_visible_to(user).filter(pk__in=ids),
-        lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"),
-    )
+    qs = Run.objects.filter(runs_visible_in(user, ids), lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"))
     clauses = parse_filter(filter_string)
     keys = parse_order_by(order_by)
     joins = _metric_joins(clauses, keys)
@@ -355,13 +356,58 @@ def search_runs(*, user, experiment_ids: list, filter_string: str | None, run_vi
         else:
             qs = qs.filter(_run_clause_q(clause))
     qs, order = _run_order(qs, keys, joins)
+    if not prefetch:
+        # Rows, not model instances: the RunInfo columns and the sort values the page token needs.
+        qs = qs.values_list(*dict.fromkeys([*RUN_INFO_FIELDS, *(field for field, _ in order)]), named=True)
     return keyset_page(qs.for_mlflow() if prefetch else qs, order=order, max_results=max_results, page_token=page_token, kind=_kind("runs", order))
 
 
-def metric_history(*, run: Run, key: str, max_results: int, page_token: str | None) -> tuple[list[Metric], str | None]:
-    qs = Metric.objects.filter(run=run, key=key)
-    order = [("step", False), ("timestamp", False), ("pk", False)]
-    return keyset_page(qs, order=order, max_results=max_results, page_token=page_token, kind="metric-history")
+HISTORY_ORDER = ("step", "timestamp", "id")
+
+
+def _history_after(page_token: str | None) -> list[int] | None:
+    """The (step, timestamp, id) a metric-history page token continues after (the tokens of
+    core.api.keyset_page, kind "metric-history")."""
+    token = decode_page_token(page_token)
+    if token is None:
+        return None
+    values = token.get("after")
+    if (token.get("kind") != "metric-history" or not isinstance(values, list) or len(values) != len(HISTORY_ORDER)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+        raise InvalidParameter("Invalid page token, it does not belong to this search")
+    return values
+
+
+def metric_history(*, user, run_id: str, key: str, max_results: int, page_token: str | None) -> tuple[list[dict], str | None]:
+    """One page of a run's metric history as MLflow JSON, by (step, timestamp, id), keyset-paged;
+    one round trip: the run (visibility, tracking.access.visible_run_sql) and the points travel
+    together, and the points are dropped unless the run came back. Raises DoesNotExist,
+    InvalidParameter (a page token of another search)."""
+    try:
+        after = _history_after(page_token)
+    except InvalidParameter:
+        get_run_for_user(user, run_id)  # a missing run is reported before a bad token
+        raise
+    where, params = "run_id = %s AND key = %s", [run_id, key]
+    if after is not None:
+        # `step >=` lets the (run, key, step, timestamp) index start at the token.
+        where += " AND step >= %s AND (step, timestamp, id) > (%s, %s, %s)"
+        params += [after[0], *after]
+    found, rows = fetch_sets([
+        visible_run_sql(user, run_id, ("run_uuid",)),
+        (f"SELECT key, value, is_nan, timestamp, step, id FROM {Metric._meta.db_table} WHERE {where}"
+         f" ORDER BY step, timestamp, id LIMIT %s", [*params, max(max_results, 0) + 1]),
+    ])
+    if not found:
+        raise run_not_found(run_id)
+    if max_results <= 0:
+        return [], None
+    token = None
+    if len(rows) > max_results:
+        rows = rows[:max_results]
+        *_, timestamp, step, pk = rows[-1]
+        token = encode_page_token({"kind": "metric-history", "after": [step, timestamp, pk]})
+    return [metric_json(*row[:5]) for row in rows], token
 
 
 def metric_history_bulk_interval(*, runs: list[Run], key: str, max_results: int, start_step: int | None,

@@ -1,23 +1,32 @@
 """The performance fast paths return exactly what the plain ORM paths return.
 
-- `runs_to_mlflow` (flat tuples) == `Run.to_mlflow()` (prefetched instances);
+- `runs_to_mlflow` and `run_json` (flat tuples) == `Run.to_mlflow()` (prefetched instances), to the
+  byte once encoded; runs/get and metrics/get-history (one round trip on PostgreSQL) see exactly the
+  runs `get_run_for_user` lets through, and the history pages like the ORM order;
 - runs/search with a numeric metric filter and an order on the same metric runs as a join on
   LatestMetric (index-driven) and still pages, orders and excludes NaN/missing like MLflow;
 - the bearer-token cache saves the auth query but never outlives a revoke, an expiry set in
   the admin, or a disabled user.
 """
 
+import json
 import math
 import random
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.api import encode_page_token
+from core.errors import DoesNotExist
+from core.permissions import CAN_READ
 from core.services import revoke_api_token
+from tests.factories import grant
 from tracking import services
-from tracking.models import Run, runs_to_mlflow
+from tracking.access import get_run_for_user, visible_run_sql
+from tracking.models import RUN_INFO_FIELDS, Metric, Run, run_json, runs_to_mlflow
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +65,12 @@ def test_runs_to_mlflow_equals_to_mlflow(owner, experiment):
     runs = list(Run.objects.filter(experiment=experiment).order_by("name"))
     expected = [Run.objects.for_mlflow().get(pk=r.pk).to_mlflow() for r in runs]
     assert runs_to_mlflow(runs) == expected
+    # the same bytes on the wire (key order included), from instances and from search rows
+    assert json.dumps(runs_to_mlflow(runs)) == json.dumps(expected)
+    rows = Run.objects.filter(experiment=experiment).order_by("name").values_list(*RUN_INFO_FIELDS, named=True)
+    assert json.dumps(runs_to_mlflow(list(rows))) == json.dumps(expected)
+    for run, one in zip(runs, expected, strict=True):
+        assert json.dumps(run_json(visible_run_sql(owner, run.pk, RUN_INFO_FIELDS), run.pk)) == json.dumps(one)
     # The fixture really exercised every part of the JSON.
     data = expected[0]
     assert {"metrics", "params", "tags"} <= set(data["data"]) and data["inputs"]["dataset_inputs"] and data["inputs"]["model_inputs"]
@@ -128,13 +143,93 @@ def test_runs_search_query_count_is_flat(api, experiment, owner, django_assert_n
     body = {"experiment_ids": [str(experiment.pk)], "filter": "metrics.m0 < 2", "order_by": ["metrics.m0 DESC"]}
     _run(owner, experiment, 0, metrics=[("m0", 1.0)], params=[("p", "1")], tags=[("t", "1")])
     api.post("runs/search", body)  # the token is verified (and cached) here
-    # experiment visibility is inside the search query; the page; 6 flat queries for the JSON
-    with django_assert_num_queries(7):
+    # the page (experiment visibility inside it); 6 flat SELECTs for the JSON, one message on PostgreSQL
+    with django_assert_num_queries(_statements(2, 7)):
         assert len(api.post("runs/search", body).json()["runs"]) == 1
     for i in range(1, 25):
         _run(owner, experiment, i, metrics=[("m0", 1.0 / (i + 1))], params=[("p", "1")], tags=[("t", "1")])
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(_statements(2, 7)):
         assert len(api.post("runs/search", body).json()["runs"]) == 25
+
+
+def _statements(one_message: int, one_by_one: int) -> int:
+    # On PostgreSQL a reader's SELECTs travel as one message (core.sql.fetch_sets): one query here.
+    return one_message if connection.vendor == "postgresql" else one_by_one
+
+
+def test_runs_get_and_metric_history_are_one_round_trip(api, experiment, owner, django_assert_num_queries):
+    run = _run(owner, experiment, 0, metrics=[("m0", 1.0)], params=[("p", "1")], tags=[("t", "1")])
+    api.get("runs/get", {"run_id": run.pk})  # the token is verified (and cached) here
+    # the run (visibility inside it) and its 6 sets of child rows
+    with django_assert_num_queries(_statements(1, 7)):
+        assert api.get("runs/get", {"run_id": run.pk}).json()["run"]["data"]["params"] == [{"key": "p", "value": "1"}]
+    # the run (visibility) and the points
+    with django_assert_num_queries(_statements(1, 2)):
+        assert len(api.get("metrics/get-history", {"run_id": run.pk, "metric_key": "m0"}).json()["metrics"]) == 1
+
+
+@pytest.mark.parametrize("persona", ["admin", "owner", "data_scientist", "outsider", "inactive", "anonymous"])
+def test_plain_run_reads_see_what_get_run_for_user_sees(request, experiment, owner, persona):
+    run = _run(owner, experiment, 0, metrics=[("m0", 1.0)])
+    if persona == "anonymous":
+        user = AnonymousUser()
+    else:
+        user = request.getfixturevalue("outsider" if persona == "inactive" else persona)
+    if persona == "data_scientist":
+        grant(experiment, CAN_READ, user=user)
+    if persona == "inactive":
+        user.is_active = False
+    try:
+        expected = Run.objects.for_mlflow().get(pk=get_run_for_user(user, run.pk).pk).to_mlflow()
+    except DoesNotExist:
+        expected = None
+    assert (expected is None) == (persona in ("outsider", "inactive", "anonymous"))
+    assert run_json(visible_run_sql(user, run.pk, RUN_INFO_FIELDS), run.pk) == expected
+    assert run_json(visible_run_sql(user, "f" * 32, RUN_INFO_FIELDS), "f" * 32) is None
+
+
+def test_runs_get_and_metric_history_hide_invisible_runs(api_for, experiment, owner, outsider):
+    run = _run(owner, experiment, 0, metrics=[("m0", 1.0)])
+    api = api_for(outsider)
+    for path, params in [("runs/get", {"run_id": run.pk}), ("metrics/get-history", {"run_id": run.pk, "metric_key": "m0"})]:
+        response = api.get(path, params)
+        assert response.status_code == 404 and response.json() == {
+            "error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run with id={run.pk} not found"}
+
+
+def test_metric_history_pages_in_the_orm_order(api, experiment, owner):
+    run = _run(owner, experiment, 0)
+    # ties on step and on (step, timestamp): the id decides, as in the ORM order
+    points = [(0, 5, 1.0), (0, 5, 2.0), (0, 3, float("nan")), (1, 1, float("inf")), (1, 1, 0.5), (2, 0, -1.0), (0, 9, 0.0)]
+    services.log_batch(run=run, metrics=[{"key": "m", "value": v, "timestamp": t, "step": s} for s, t, v in points], params=[], tags=[])
+    services.log_batch(run=run, metrics=[{"key": "other", "value": 1.0, "timestamp": 1, "step": 0}], params=[], tags=[])
+    expected = [m.to_mlflow() for m in Metric.objects.filter(run=run, key="m").order_by("step", "timestamp", "pk")]
+    assert len(expected) == len(points)
+    whole = api.get("metrics/get-history", {"run_id": run.pk, "metric_key": "m"})
+    assert whole.content == json.dumps({"metrics": expected}).encode()
+    for size in (1, 2, 3):
+        seen, token = [], None
+        while True:
+            page = api.get("metrics/get-history", {"run_id": run.pk, "metric_key": "m", "max_results": size,
+                                                   **({"page_token": token} if token else {})}).json()
+            seen += page.get("metrics", [])
+            token = page.get("next_page_token")
+            if not token:
+                break
+        assert seen == expected
+    assert api.get("metrics/get-history", {"run_id": run.pk, "metric_key": "m", "max_results": 0}).json() == {}
+
+
+@pytest.mark.parametrize("payload", [{"kind": "runs:abc", "after": [0, 0, 1]}, {"kind": "metric-history", "after": [0, 0]},
+                                     {"kind": "metric-history", "after": ["0", 0, 1]}, {"kind": "metric-history", "after": [0, True, 1]}])
+def test_metric_history_refuses_tokens_of_other_searches(api, experiment, owner, payload):
+    run = _run(owner, experiment, 0, metrics=[("m0", 1.0)])
+    response = api.get("metrics/get-history", {"run_id": run.pk, "metric_key": "m0", "page_token": encode_page_token(payload)})
+    assert response.status_code == 400
+    assert response.json()["message"] == "Invalid page token, it does not belong to this search"
+    # an unknown run is reported first, as before
+    response = api.get("metrics/get-history", {"run_id": "f" * 32, "metric_key": "m0", "page_token": encode_page_token(payload)})
+    assert response.status_code == 404
 
 
 # --------------------------------------------------------------------------- the token cache
