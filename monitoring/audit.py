@@ -1,8 +1,10 @@
 """The tamper-evident audit chain: append, verify, export.
 
 Every registry Event becomes one AuditRecord in the event's own transaction. Appends lock the
-single AuditHead row (`select_for_update`), so records get consecutive `seq` numbers in commit
-order and each one's `prev_hash` is the hash of the record committed just before it.
+single AuditHead row (the `UPDATE … SET seq = seq + 1 … RETURNING` that also reads it), so records
+get consecutive `seq` numbers in commit order and each one's `prev_hash` is the hash of the record
+committed just before it. Services record their events last, so the lock is held from the end of
+the change to its commit.
 
 Why a head lock rather than building the chain later in one task: the record is then part of
 the change's transaction (no committed change without its audit row, and no window in which a
@@ -41,18 +43,30 @@ def hash_of(values: dict) -> str:
     return hashlib.sha256(content_of(values).encode("utf-8")).hexdigest()
 
 
+def _take_head() -> tuple[int, str]:
+    """Lock the chain head and take the next seq in one statement; returns (seq, previous hash)."""
+    table = connection.ops.quote_name(AuditHead._meta.db_table)
+    sql = f"UPDATE {table} SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        if row is None:  # the very first append
+            AuditHead.objects.get_or_create(pk=1)
+            cursor.execute(sql)
+            row = cursor.fetchone()
+    return row
+
+
 def append(*, type: str, created: int, event_id=None, model_id=None, model_name: str = "", version=None,
            actor=None, payload: dict | None = None) -> AuditRecord:
-    """Append one record to the chain. Must run inside the transaction of the change it records;
-    locks the chain head until that transaction ends."""
+    """Append one record to the chain. Must run inside the transaction of the change it records
+    (no savepoint of its own: a failed append fails the change); locks the chain head until that
+    transaction ends. Three statements: lock and advance the head, insert the record, store its hash."""
     payload = payload or {}
-    with transaction.atomic():
-        head = AuditHead.objects.select_for_update().filter(pk=1).first()
-        if head is None:
-            AuditHead.objects.get_or_create(pk=1)
-            head = AuditHead.objects.select_for_update().get(pk=1)
+    with transaction.atomic(savepoint=False):
+        seq, prev_hash = _take_head()
         values = {
-            "seq": head.seq + 1,
+            "seq": seq,
             "event_id": event_id,
             "type": type,
             "model_id": model_id,
@@ -65,11 +79,11 @@ def append(*, type: str, created: int, event_id=None, model_id=None, model_name:
             "from_stage": str(payload.get("from_stage") or ""),
             "to_stage": str(payload.get("to_stage") or payload.get("stage") or ""),
             "payload": canonical(payload),
-            "prev_hash": head.hash,
+            "prev_hash": prev_hash,
         }
         values["hash"] = hash_of(values)
         record = AuditRecord.objects.create(**values)
-        AuditHead.objects.filter(pk=1).update(seq=values["seq"], hash=values["hash"])
+        AuditHead.objects.filter(pk=1).update(hash=values["hash"])
     return record
 
 

@@ -137,6 +137,12 @@ def _lock_version(model: RegisteredModel, version: int) -> ModelVersion:
     return mv
 
 
+def _upsert_tag(tag, parent: str):
+    """Insert the tag or overwrite its value in one statement (INSERT … ON CONFLICT (parent, key) DO UPDATE)."""
+    type(tag).objects.bulk_create([tag], update_conflicts=True, unique_fields=[parent, "key"], update_fields=["value"])
+    return tag
+
+
 def _touch(model: RegisteredModel, ts: int) -> None:
     RegisteredModel.objects.filter(pk=model.pk).update(last_updated_timestamp=ts)
     model.last_updated_timestamp = ts
@@ -238,7 +244,7 @@ def delete_registered_model(*, name: str, user) -> None:
 def set_registered_model_tag(*, name: str, key: str, value: str, user) -> RegisteredModelTag:
     key, value = _validate_tag(key, value)
     model = _lock_model(user, name)
-    tag, _ = RegisteredModelTag.objects.update_or_create(model=model, key=key, defaults={"value": value})
+    tag = _upsert_tag(RegisteredModelTag(model=model, key=key, value=value), "model")
     record_event(type="registered_model_tag.set", model=model, actor=_actor(user), payload={"key": key, "value": value})
     return tag
 
@@ -620,20 +626,13 @@ def transition_model_version_stage(
     mv.current_stage = target
     mv.last_updated_timestamp = ts
     mv.save(update_fields=["current_stage", "last_updated_timestamp"])
-    StageTransition.objects.create(
-        version=mv, from_stage=from_stage, to_stage=target, user=_actor(user), timestamp=ts, comment=comment or "",
-        request_id=request_id,
-    )
-    record_event(
-        type="model_version.stage_transitioned",
-        model=model,
-        version=mv.version,
-        actor=_actor(user),
-        payload={
-            "from_stage": from_stage, "to_stage": target, "archive_existing_versions": bool(archive_existing_versions),
-            "comment": comment or "", "is_system": False, "request_id": request_id,
-        },
-    )
+    transitions = [
+        StageTransition(
+            version=mv, from_stage=from_stage, to_stage=target, user=_actor(user), timestamp=ts, comment=comment or "",
+            request_id=request_id,
+        )
+    ]
+    others = []
     if archive_existing_versions and target != STAGE_ARCHIVED:
         others = list(
             ModelVersion.objects.select_for_update()
@@ -641,25 +640,27 @@ def transition_model_version_stage(
             .exclude(pk=mv.pk)
             .order_by("version")
         )
+        ModelVersion.objects.filter(pk__in=[o.pk for o in others]).update(current_stage=STAGE_ARCHIVED, last_updated_timestamp=ts)
         for other in others:
-            other.current_stage = STAGE_ARCHIVED
-            other.last_updated_timestamp = ts
-            other.save(update_fields=["current_stage", "last_updated_timestamp"])
-            StageTransition.objects.create(
-                version=other, from_stage=target, to_stage=STAGE_ARCHIVED, user=_actor(user), timestamp=ts,
-                comment=f"Archived when version {mv.version} moved to {target}", is_system=True,
+            other.current_stage, other.last_updated_timestamp = STAGE_ARCHIVED, ts
+            transitions.append(
+                StageTransition(
+                    version=other, from_stage=target, to_stage=STAGE_ARCHIVED, user=_actor(user), timestamp=ts,
+                    comment=f"Archived when version {mv.version} moved to {target}", is_system=True,
+                )
             )
-            record_event(
-                type="model_version.stage_transitioned",
-                model=model,
-                version=other.version,
-                actor=_actor(user),
-                payload={
-                    "from_stage": target, "to_stage": STAGE_ARCHIVED, "archive_existing_versions": False,
-                    "comment": "", "is_system": True, "caused_by_version": mv.version,
-                },
-            )
+    StageTransition.objects.bulk_create(transitions)
     _touch(model, ts)
+    # The events last: the first one takes the audit chain's head lock, held until commit.
+    moves = [(mv.version, {
+        "from_stage": from_stage, "to_stage": target, "archive_existing_versions": bool(archive_existing_versions),
+        "comment": comment or "", "is_system": False, "request_id": request_id,
+    })] + [(other.version, {
+        "from_stage": target, "to_stage": STAGE_ARCHIVED, "archive_existing_versions": False,
+        "comment": "", "is_system": True, "caused_by_version": mv.version,
+    }) for other in others]
+    for number, payload in moves:
+        record_event(type="model_version.stage_transitioned", model=model, version=number, actor=_actor(user), payload=payload)
     return mv
 
 
@@ -699,7 +700,7 @@ def set_model_version_tag(*, name: str, version: int, key: str, value: str, user
     key, value = _validate_tag(key, value)
     model = _lock_model(user, name)
     mv = _lock_version(model, version)
-    tag, _ = ModelVersionTag.objects.update_or_create(version=mv, key=key, defaults={"value": value})
+    tag = _upsert_tag(ModelVersionTag(version=mv, key=key, value=value), "version")
     record_event(
         type="model_version_tag.set", model=model, version=mv.version, actor=_actor(user), payload={"key": key, "value": value}
     )

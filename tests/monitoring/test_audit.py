@@ -176,3 +176,45 @@ def test_a_removal_hidden_by_recomputing_the_chain_is_found_through_the_outbox(o
     verdict = audit.verify()
     assert not verdict.ok and verdict.kind == "removed"
     assert f"registry event {victim.event_id} has no audit record" in verdict.problem
+
+
+def test_an_append_inside_the_change_costs_three_statements_and_no_savepoint(owner, make_version):
+    from django.test.utils import CaptureQueriesContext
+
+    _changes(owner, make_version, n=1)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        record = audit.append(type="webhook.created", created=1, payload={"url": "https://example.com"})
+    sql = [q["sql"] for q in queries]
+    # lock + advance the head (reading its hash), insert the record, store the new hash
+    assert len(sql) == 3 and not any("SAVEPOINT" in s for s in sql), sql
+    assert sql[0].startswith("UPDATE") and "RETURNING" in sql[0]
+    previous = AuditRecord.objects.filter(seq=record.seq - 1).get()
+    assert record.prev_hash == previous.hash
+    assert audit.verify().ok
+
+
+def test_the_first_append_ever_creates_the_head(db):
+    assert not AuditHead.objects.exists()
+    first = audit.append(type="webhook.created", created=1)
+    second = audit.append(type="webhook.deleted", created=2)
+    assert (first.seq, first.prev_hash) == (1, audit.GENESIS)
+    assert (second.seq, second.prev_hash) == (2, first.hash)
+    assert AuditHead.objects.values_list("seq", "hash").get() == (2, second.hash)
+    assert audit.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_one_unbroken_chain(owner):
+    from tests.registry.conftest import require_postgresql, run_together
+
+    require_postgresql()
+    for i in range(4):
+        registry.create_registered_model(name=f"c{i}", user=owner)
+
+    def writer(i):
+        for n in range(10):
+            registry.set_registered_model_tag(name=f"c{i}", key=f"k{n}", value=str(n), user=owner)
+
+    assert run_together(writer, 4) == []
+    assert list(AuditRecord.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 45))
+    assert audit.verify().ok

@@ -48,6 +48,38 @@ def _run_commit_callbacks(request, monkeypatch):
     yield
 
 
+def require_postgresql() -> None:
+    """Row-lock tests: skipped on SQLite, failed there when STAGEGATE_REQUIRE_SERVICES=1."""
+    if connection.vendor != "postgresql":
+        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail("this test needs PostgreSQL")
+        pytest.skip("row locks need PostgreSQL (SQLite serialises writers)")
+
+
+def run_together(work, n: int, timeout: float = 60) -> list[Exception]:
+    """Run work(i) for i in range(n) in n threads released at once, each on its own connection
+    (closed at the end); returns what they raised."""
+    import threading
+
+    errors, barrier = [], threading.Barrier(n)
+
+    def run(i):
+        try:
+            barrier.wait()
+            work(i)
+        except Exception as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
+
+
 @pytest.fixture
 def manual_on_commit():
     """Marker fixture: commit callbacks stay queued (use django_capture_on_commit_callbacks)."""

@@ -1,7 +1,6 @@
 """The outbox dispatch: batched claims, batched hooks, and the coalesced enqueue."""
 
 import os
-import threading
 import uuid
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from monitoring.models import Notification, Watch, Webhook
 from registry import events, services, tasks
 from registry.models import Event
 from tests.celery_routing import restore_producer, route_producer
-from tests.registry.conftest import _redis_url
+from tests.registry.conftest import _redis_url, require_postgresql, run_together
 
 
 def _tag_events(owner, mv, n):
@@ -85,26 +84,15 @@ def test_batched_fan_out_matches_each_event_to_its_models_webhooks(owner, manual
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_take_an_event_twice(owner):
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("this test needs PostgreSQL")
-        pytest.skip("row locks need PostgreSQL")
+    require_postgresql()
     Event.objects.bulk_create([Event(type="registered_model.created", model_name=f"m{i}") for i in range(300)])
-    taken, barrier = [], threading.Barrier(4)
+    taken = []
 
-    def worker():
-        try:
-            barrier.wait()
-            while ids := tasks.claim(limit=20):
-                taken.append(ids)
-        finally:
-            connection.close()
+    def worker(i):
+        while ids := tasks.claim(limit=20):
+            taken.append(ids)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    assert run_together(worker, 4) == []
     flat = [pk for ids in taken for pk in ids]
     assert len(flat) == len(set(flat)) == 300
     assert set(Event.objects.values_list("attempts", flat=True)) == {1}
