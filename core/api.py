@@ -402,6 +402,8 @@ def page_json(key: str, items: list, next_page_token: str | None) -> dict:
 
 
 def _attr(obj, path: str):
+    if isinstance(obj, dict):  # a values() row
+        return obj[path]
     for part in path.split("__"):
         obj = getattr(obj, part)
     return obj

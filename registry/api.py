@@ -116,7 +116,8 @@ def search_registered_models(request, params: Params):
     queryset = search.filter_registered_models(access.registered_models_visible_to(request.user), params.string("filter"))
     order = search.order_registered_models(params.string_list("order_by"))
     rows, next_token = keyset_page(
-        queryset,
+        # Plain rows, not instances: registry.reads serialises them.
+        queryset.values(*{*reads.RM_FIELDS, *(field for field, _ in order)}),
         order=order,
         max_results=max_results,
         page_token=params.string("page_token"),
@@ -238,7 +239,7 @@ def search_model_versions(request, params: Params):
     queryset = search.filter_model_versions(access.model_versions_visible_to(request.user), params.string("filter"))
     order = search.order_model_versions(params.string_list("order_by"))
     rows, next_token = keyset_page(
-        queryset.select_related("registered_model").only("id", "version", "creation_timestamp", "last_updated_timestamp", "registered_model__name"),
+        queryset.values(*dict.fromkeys(["id", *(field for field, _ in order)])),
         order=order,
         max_results=max_results,
         page_token=params.string("page_token"),
@@ -246,7 +247,7 @@ def search_model_versions(request, params: Params):
     )
     result = {}
     if rows:
-        result["model_versions"] = reads.model_versions_json([mv.pk for mv in rows])
+        result["model_versions"] = reads.model_versions_json([row["id"] for row in rows])
     if next_token:
         result["next_page_token"] = next_token
     return result

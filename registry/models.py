@@ -29,6 +29,18 @@ class Stage(models.Model):
         return self.name
 
 
+class _Fields:
+    """A model instance read as a mapping for `mlflow_json` (a deferred column loads, as an attribute does)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __getitem__(self, name):
+        return getattr(self.obj, name)
+
+
 class RegisteredModelQuerySet(models.QuerySet):
     pass
 
@@ -60,21 +72,31 @@ class RegisteredModel(models.Model):
 
     def to_mlflow(self, *, latest_versions=()) -> dict:
         """The RM object; `tags` and `aliases` (with `aliases__version`) should be prefetched."""
+        return self.mlflow_json(
+            _Fields(self),
+            tags=[(t.key, t.value) for t in self.tags.all()],
+            aliases=[(a.alias, a.version.version) for a in self.aliases.all()],
+            latest_versions=[mv.to_mlflow(model_name=self.name) for mv in latest_versions],
+        )
+
+    @staticmethod
+    def mlflow_json(row, *, tags, aliases, latest_versions) -> dict:
+        """The RM object from a row's columns (a mapping), its (key, value) tags, (alias, version number)
+        aliases and latest versions' JSON: the one definition, for instances and plain-SQL rows
+        (registry.reads) alike."""
         data = {
-            "name": self.name,
-            "creation_timestamp": self.creation_timestamp,
-            "last_updated_timestamp": self.last_updated_timestamp,
+            "name": row["name"],
+            "creation_timestamp": row["creation_timestamp"],
+            "last_updated_timestamp": row["last_updated_timestamp"],
         }
-        if self.description is not None:
-            data["description"] = self.description
+        if row["description"] is not None:
+            data["description"] = row["description"]
         if latest_versions:
-            data["latest_versions"] = [mv.to_mlflow(model_name=self.name) for mv in latest_versions]
-        tags = [{"key": t.key, "value": t.value} for t in self.tags.all()]
+            data["latest_versions"] = latest_versions
         if tags:
-            data["tags"] = tags
-        aliases = [{"alias": a.alias, "version": str(a.version.version)} for a in self.aliases.all()]
+            data["tags"] = [{"key": key, "value": value} for key, value in tags]
         if aliases:
-            data["aliases"] = sorted(aliases, key=lambda a: a["alias"])
+            data["aliases"] = [{"alias": alias, "version": str(number)} for alias, number in sorted(aliases)]
         return data
 
 
@@ -147,30 +169,38 @@ class ModelVersion(models.Model):
 
     def to_mlflow(self, *, model_name: str | None = None, include_aliases: bool = True) -> dict:
         """The MV object; `tags` and `aliases` should be prefetched (and `model` selected)."""
+        return self.mlflow_json(
+            _Fields(self),
+            model_name=model_name if model_name is not None else self.registered_model.name,
+            tags=[(t.key, t.value) for t in self.tags.all()],
+            aliases=[a.alias for a in self.aliases.all()] if include_aliases else (),
+        )
+
+    @staticmethod
+    def mlflow_json(row, *, model_name: str, tags, aliases) -> dict:
+        """The MV object from a row's columns (a mapping), its (key, value) tags and alias names: the
+        one definition, for instances and plain-SQL rows (registry.reads) alike."""
         data = {
-            "name": model_name if model_name is not None else self.registered_model.name,
-            "version": str(self.version),
-            "creation_timestamp": self.creation_timestamp,
-            "last_updated_timestamp": self.last_updated_timestamp,
-            "current_stage": self.current_stage,
-            "description": self.description or "",
+            "name": model_name,
+            "version": str(row["version"]),
+            "creation_timestamp": row["creation_timestamp"],
+            "last_updated_timestamp": row["last_updated_timestamp"],
+            "current_stage": row["current_stage"],
+            "description": row["description"] or "",
         }
-        if self.user_id:
-            data["user_id"] = self.user_id
-        data["source"] = self.source
-        if self.run_id:
-            data["run_id"] = self.run_id
-        data["status"] = self.status
-        if self.status_message:
-            data["status_message"] = self.status_message
-        data["run_link"] = self.run_link or ""
-        tags = [{"key": t.key, "value": t.value} for t in self.tags.all()]
+        if row["user_id"]:
+            data["user_id"] = row["user_id"]
+        data["source"] = row["source"]
+        if row["run_id"]:
+            data["run_id"] = row["run_id"]
+        data["status"] = row["status"]
+        if row["status_message"]:
+            data["status_message"] = row["status_message"]
+        data["run_link"] = row["run_link"] or ""
         if tags:
-            data["tags"] = tags
-        if include_aliases:
-            aliases = sorted(a.alias for a in self.aliases.all())
-            if aliases:
-                data["aliases"] = aliases
+            data["tags"] = [{"key": key, "value": value} for key, value in tags]
+        if aliases:
+            data["aliases"] = sorted(aliases)
         return data
 
 
