@@ -78,6 +78,19 @@ def test_runs_to_mlflow_equals_to_mlflow(owner, experiment):
     assert runs_to_mlflow([]) == []
 
 
+def test_runs_to_mlflow_finds_the_rows_of_any_run_id(owner, experiment):
+    # run ids travel as one array literal on PostgreSQL: quotes, backslashes, commas and braces are escaped
+    odd = [Run.objects.create(run_uuid=rid, experiment=experiment, name=rid) for rid in ('a"b', "c\\d", "e,f", "{g}", "h i", "NULL")]
+    for run in odd:
+        services.log_batch(run=run, metrics=[{"key": "m", "value": 1.0, "timestamp": 1, "step": 0}],
+                           params=[{"key": "p", "value": run.pk}], tags=[{"key": "t", "value": run.pk}])
+    plain = _run(owner, experiment, 1, params=[("p", "x")])
+    runs = [*odd, plain]
+    expected = [Run.objects.for_mlflow().get(pk=r.pk).to_mlflow() for r in runs]
+    assert all(one["data"]["params"] for one in expected)
+    assert runs_to_mlflow(runs) == expected
+
+
 @pytest.fixture
 def population(owner, experiment):
     rng = random.Random(3)
