@@ -57,11 +57,35 @@ def _take_head() -> tuple[int, str]:
     return row
 
 
+_COLUMNS = (*FIELDS, "hash")
+
+
+def _store(values: dict) -> int:
+    """Insert the record and make its hash the head's, in one statement on PostgreSQL (a
+    data-modifying WITH), two elsewhere. Returns the record's id."""
+    qn = connection.ops.quote_name
+    insert = (
+        f"INSERT INTO {qn(AuditRecord._meta.db_table)} ({', '.join(qn(c) for c in _COLUMNS)})"
+        f" VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+    )
+    move_head = f"UPDATE {qn(AuditHead._meta.db_table)} SET hash = %s WHERE id = 1"
+    params = [values[c] for c in _COLUMNS]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"WITH rec AS ({insert}) {move_head} RETURNING (SELECT id FROM rec)", [*params, values["hash"]])
+            return cursor.fetchone()[0]
+        cursor.execute(insert, params)
+        record_id = cursor.fetchone()[0]
+        cursor.execute(move_head, [values["hash"]])
+        return record_id
+
+
 def append(*, type: str, created: int, event_id=None, model_id=None, model_name: str = "", version=None,
            actor=None, payload: dict | None = None) -> AuditRecord:
     """Append one record to the chain. Must run inside the transaction of the change it records
     (no savepoint of its own: a failed append fails the change); locks the chain head until that
-    transaction ends. Three statements: lock and advance the head, insert the record, store its hash."""
+    transaction ends. Two statements on PostgreSQL: lock and advance the head (reading the previous
+    hash), then insert the record and store its hash as the head's."""
     payload = payload or {}
     with transaction.atomic(savepoint=False):
         seq, prev_hash = _take_head()
@@ -82,8 +106,8 @@ def append(*, type: str, created: int, event_id=None, model_id=None, model_name:
             "prev_hash": prev_hash,
         }
         values["hash"] = hash_of(values)
-        record = AuditRecord.objects.create(**values)
-        AuditHead.objects.filter(pk=1).update(hash=values["hash"])
+        record = AuditRecord(id=_store(values), **values)
+    record._state.adding, record._state.db = False, connection.alias
     return record
 
 

@@ -39,8 +39,9 @@ EVENT_TYPES = {
 }
 
 # Each hook is called as hook(events) with a batch of claimed events (oldest first), so it can
-# look things up once per batch. When it raises, it is called again with one event at a time;
-# an event it still fails on is left undispatched and the sweep retries it once the claim lease runs out.
+# look things up once per batch. When it raises, it is called again with one event at a time (so a
+# hook must be idempotent, as a re-dispatched event already requires); an event it still fails on is
+# left undispatched and the sweep retries it once the claim lease runs out.
 NOTIFICATION_HOOKS: list[Callable[[list[Event]], None]] = []
 
 # Each hook is called as hook(event) inside record_event, in the change's own transaction, right

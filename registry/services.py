@@ -41,6 +41,7 @@ MAX_NAME_LENGTH = 256
 MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 100_000
 MAX_ALIAS_LENGTH = 255
+TAG_WRITE_FIELDS = ("id", "registered_model", "version")
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -129,8 +130,13 @@ def _lock_model(user, name: str, *, action: str = access.EDIT) -> RegisteredMode
     return access.get_registered_model_for_user(user, name, action=action, lock=True)
 
 
-def _lock_version(model: RegisteredModel, version: int) -> ModelVersion:
-    mv = ModelVersion.objects.select_for_update().filter(registered_model=model, version=version).first()
+def _lock_version(model: RegisteredModel, version: int, *, only: tuple[str, ...] = ()) -> ModelVersion:
+    """Lock one version of the (already locked) model. `only`: the columns the caller reads (tag
+    writes need the id and number; the flavors and signature JSON are the costly part of a row)."""
+    queryset = ModelVersion.objects.select_for_update().filter(registered_model=model, version=version).order_by()
+    if only:
+        queryset = queryset.only(*only)
+    mv = next(iter(queryset[:1]), None)
     if mv is None:
         raise access.not_found_version(model.name, version)
     mv.registered_model = model
@@ -699,7 +705,7 @@ def delete_model_version(*, name: str, version: int, user) -> None:
 def set_model_version_tag(*, name: str, version: int, key: str, value: str, user) -> ModelVersionTag:
     key, value = _validate_tag(key, value)
     model = _lock_model(user, name)
-    mv = _lock_version(model, version)
+    mv = _lock_version(model, version, only=TAG_WRITE_FIELDS)
     tag = _upsert_tag(ModelVersionTag(version=mv, key=key, value=value), "version")
     record_event(
         type="model_version_tag.set", model=model, version=mv.version, actor=_actor(user), payload={"key": key, "value": value}
@@ -712,7 +718,7 @@ def delete_model_version_tag(*, name: str, version: int, key: str, user) -> None
     if not key:
         raise missing_parameter("key")
     model = _lock_model(user, name)
-    mv = _lock_version(model, version)
+    mv = _lock_version(model, version, only=TAG_WRITE_FIELDS)
     deleted, _ = ModelVersionTag.objects.filter(version=mv, key=key).delete()
     if deleted:
         record_event(type="model_version_tag.deleted", model=model, version=mv.version, actor=_actor(user), payload={"key": key})
