@@ -450,6 +450,18 @@ def cpu_per_request(server: Server, url: str, headers: dict, n: int = 400) -> fl
 # --------------------------------------------------------------------------- report
 
 
+def measured(server: "Server", run) -> tuple:
+    """run() (a drive()) and the server CPU the mix cost per operation: (web ms, job-runner ms). The
+    CPU is read once the background work the mix caused (registrations, events) has settled, so
+    work a server defers past the end of the mix still counts."""
+    before = (server.cpu_seconds(), server.all_cpu_seconds())
+    stats, elapsed = run()
+    server.settle()
+    web, total = server.cpu_seconds() - before[0], server.all_cpu_seconds() - before[1]
+    ops = sum(len(v) for v in stats.latencies.values()) or 1
+    return stats, elapsed, (web / ops * 1000, (total - web) / ops * 1000)
+
+
 def report_mix(title: str, results: dict):
     print(f"\n## {title}")
     print(f"{'endpoint':40} {'MLflow ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'Stagegate ops/s':>15} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'errors M/S':>10}")
@@ -458,7 +470,7 @@ def report_mix(title: str, results: dict):
     for op in ops + ["ALL"]:
         row = []
         for name in ("mlflow", "stagegate"):
-            stats, elapsed = results[name]
+            stats, elapsed, _ = results[name]
             lat = [x for values in stats.latencies.values() for x in values] if op == "ALL" else stats.latencies.get(op, [])
             errors = sum(stats.errors.values()) if op == "ALL" else stats.errors.get(op, 0)
             row.append((len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, errors))
@@ -466,6 +478,8 @@ def report_mix(title: str, results: dict):
         ratio = st / mt if mt else float("inf")
         totals[op] = (mt, m99, st, s99)
         print(f"{op:40} {mt:12.1f} {m50:8.1f} {m99:8.1f} | {st:15.1f} {s50:8.1f} {s99:8.1f} | {ratio:6.2f} {me:>4}/{se:<4}")
+    (mw, mj), (sw, sj) = results["mlflow"][2], results["stagegate"][2]
+    print(f"{'server CPU per op, ms (web + job runners)':40} {mw:12.2f} + {mj:.2f}{'':>8} | {sw:15.2f} + {sj:.2f}")
     return totals
 
 
@@ -545,12 +559,12 @@ def main():
             results = {}
             for name in ("mlflow", "stagegate"):
                 servers[name].settle()
-                results[name] = drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds)
+                results[name] = measured(servers[name], lambda: drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds))
             reads_last = report_mix(f"read mix at {step} %", results)
         results = {}
         for name in ("mlflow", "stagegate"):
             servers[name].settle()
-            results[name] = drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds)
+            results[name] = measured(servers[name], lambda: drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds))
         writes = report_mix("write mix", results)
 
         name = sorted(worlds["stagegate"].models)[0]
