@@ -163,3 +163,32 @@ def test_keyset_page_walks_every_row_once():
     assert seen == sorted((u.username for u in users), reverse=True)
     with pytest.raises(InvalidParameter):
         api.keyset_page(qs, order=[("id", False)], max_results=5, page_token=api.encode_page_token({"kind": "other", "after": [1]}), kind="users")
+
+
+def test_json_response_writes_what_djangos_encoder_writes():
+    import datetime
+    import decimal
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.utils.functional import lazy
+
+    data = {
+        "when": datetime.datetime(2026, 11, 27, 1, 2, 3, 456789, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 11, 27),
+        "price": decimal.Decimal("1.10"),
+        "label": lazy(lambda: "lazy text", str)(),
+        "text": "naïve ✓ \"quoted\"",
+        "numbers": [1, 2.5, 1e-05, -0.0, 10**18],
+        "nested": {"empty": [], "none": None, "flag": True},
+    }
+    response = api.json_response(data, status=201)
+    assert response.status_code == 201 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    assert json.loads(response.content)["when"] == "2026-11-27T01:02:03.456Z"
+
+
+def test_error_and_method_responses_are_mlflow_json():
+    status, body = call("PUT", {"name": "x"})
+    assert status == 405 and body["error_code"] == "BAD_REQUEST"
+    status, body = call("GET", {})
+    assert status == 401 and body["error_code"] == "UNAUTHENTICATED"
