@@ -72,7 +72,7 @@ def record_event(*, type: str, model, actor=None, version: int | None = None, pa
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown registry event type {type!r}")
-    event = Event.objects.create(
+    event = Event(
         type=type,
         model=model if model is not None and model.pk is not None else None,
         model_name=model.name if model is not None else "",
@@ -80,10 +80,26 @@ def record_event(*, type: str, model, actor=None, version: int | None = None, pa
         actor=actor if actor is not None and getattr(actor, "pk", None) else None,
         payload=payload or {},
     )
+    _insert(event)
     for hook in list(RECORD_HOOKS):
         hook(event)
     _schedule_dispatch()
     return event
+
+
+def _insert(event: Event) -> None:
+    """INSERT … RETURNING id of every column, values prepared by their fields as the ORM would,
+    without compiling a query each time (the outbox row is written by every registry change)."""
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(Event._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {qn(Event._meta.pk.column)}",
+            [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields],
+        )
+        event.pk = cursor.fetchone()[0]
+    event._state.adding, event._state.db = False, connection.alias
 
 
 def _schedule_dispatch() -> None:

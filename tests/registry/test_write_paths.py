@@ -49,3 +49,17 @@ def test_archiving_on_transition_moves_every_other_holder_and_records_them_after
         (v1.version, "Production", False), (v2.version, "Archived", True), (v3.version, "Archived", True)
     ]
     assert audit.verify().ok
+
+
+def test_the_outbox_row_is_written_as_the_orm_would(owner, make_version, manual_on_commit):
+    from registry.events import record_event
+
+    mv = make_version("m")
+    payload = {"key": "k", "value": "ü", "nested": {"n": [1, None, 2.5]}}
+    event = record_event(type="model_version_tag.set", model=mv.registered_model, version=mv.version, actor=owner, payload=payload)
+    stored = Event.objects.get(pk=event.pk)
+    assert (stored.type, stored.model_id, stored.model_name, stored.version, stored.actor_id, stored.payload) == (
+        "model_version_tag.set", mv.registered_model_id, "m", mv.version, owner.pk, payload
+    )
+    assert stored.created == event.created and stored.dispatched_at is None and stored.attempts == 0
+    assert not event._state.adding
