@@ -55,15 +55,13 @@ def _optional_string(params: Params, field: str) -> str | None:
 
 
 def registered_model_json(model) -> dict:
-    """One model with its tags, aliases and latest versions."""
-    model = services.registered_model_queryset().get(pk=model.pk)
-    latest = services.latest_versions_for([model.pk]).get(model.pk, [])
-    return model.to_mlflow(latest_versions=latest)
+    """One model with its tags, aliases and latest versions, as committed (one round trip)."""
+    return reads.registered_model_json(reads.model_by_pk(model.pk))
 
 
 def model_version_json(mv: ModelVersion) -> dict:
-    mv = access.version_queryset().get(pk=mv.pk)
-    return mv.to_mlflow()
+    """One version with its tags and aliases, as committed (one round trip)."""
+    return reads.model_versions_json([mv.pk])[0]
 
 
 # --------------------------------------------------------------------------- registered models

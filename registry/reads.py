@@ -40,6 +40,11 @@ RM_SELECT = ", ".join(f"m.{f}" for f in RM_FIELDS)
 Condition = tuple[str, list]
 
 
+def model_by_pk(pk: int) -> Condition:
+    """The model-subquery Condition for a model the caller already holds (a write's answer)."""
+    return f"SELECT id FROM {RM} WHERE id = %s", [pk]
+
+
 def _ids(values) -> Callable[[str], Condition]:
     return lambda column: in_list(column, values)
 
