@@ -40,4 +40,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
 
 # gthread workers: artifact up/downloads stream for a long time without blocking the other requests.
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
-     "--worker-class", "gthread", "--timeout", "300", "--access-logfile", "-"]
+     "--worker-class", "gthread", "--timeout", "300", "--keep-alive", "30", "--access-logfile", "-"]

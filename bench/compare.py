@@ -20,6 +20,7 @@ It is a benchmark, not a test: nothing here asserts; read the figures.
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -203,8 +204,16 @@ class Client:
         self.name, self.base = name, base
         self.local = threading.local()
         self.headers = {"Content-Type": "application/json", **headers}
-        host, port = base.removeprefix("http://").split(":")
-        self.pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=64, block=True, retries=False, timeout=120)
+        self._pools: dict[int, urllib3.HTTPConnectionPool] = {}
+
+    @property
+    def pool(self) -> urllib3.HTTPConnectionPool:
+        """One connection pool per process (a forked client process must not share its parent's sockets)."""
+        pool = self._pools.get(os.getpid())
+        if pool is None:
+            host, port = self.base.removeprefix("http://").split(":")
+            pool = self._pools[os.getpid()] = urllib3.HTTPConnectionPool(host, int(port), maxsize=64, block=True, retries=False, timeout=120)
+        return pool
 
     @property
     def http(self) -> requests.Session:
@@ -419,7 +428,7 @@ def write_ops(client: Client, world: World, rng: random.Random):
             "model-versions/transition-stage": transition, "model-versions/set-tag": set_tag}
 
 
-def drive(ops: dict, *, threads: int, seconds: float) -> tuple[Stats, float]:
+def _drive_threads(ops: dict, *, first: int, threads: int, seconds: float) -> tuple[Stats, float]:
     stats = Stats()
     names = list(ops)
     stop = time.monotonic() + seconds
@@ -432,8 +441,42 @@ def drive(ops: dict, *, threads: int, seconds: float) -> tuple[Stats, float]:
 
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(worker, range(threads)))
+        list(pool.map(worker, range(first, first + threads)))
     return stats, time.perf_counter() - start
+
+
+def drive(ops: dict, *, threads: int, seconds: float, processes: int = 1) -> tuple[Stats, float]:
+    """Run `ops` (picked at random, thread i seeded with i) from `threads` client threads for `seconds`.
+
+    With `processes` > 1 the threads are spread over that many forked client processes: one Python
+    process runs one thread at a time (the GIL), and at ~200 ops/s the client's own JSON decoding
+    and checking, not the server, became the limit, which capped the faster server only.
+    """
+    if processes <= 1:
+        return _drive_threads(ops, first=0, threads=threads, seconds=seconds)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    shares = [threads // processes + (1 if i < threads % processes else 0) for i in range(processes)]
+    firsts = [sum(shares[:i]) for i in range(processes)]
+
+    def child(first: int, count: int):
+        stats, elapsed = _drive_threads(ops, first=first, threads=count, seconds=seconds)
+        results.put((dict(stats.latencies), dict(stats.errors), elapsed))
+
+    children = [context.Process(target=child, args=(first, count)) for first, count in zip(firsts, shares) if count]
+    for process in children:
+        process.start()
+    merged, elapsed = Stats(), 0.0
+    for _ in children:
+        latencies, errors, seconds_taken = results.get()
+        for op, values in latencies.items():
+            merged.latencies[op].extend(values)
+        for op, count in errors.items():
+            merged.errors[op] += count
+        elapsed = max(elapsed, seconds_taken)
+    for process in children:
+        process.join()
+    return merged, elapsed
 
 
 def cpu_per_request(server: Server, url: str, headers: dict, n: int = 500, rounds: int = 3) -> float:
@@ -449,9 +492,6 @@ def cpu_per_request(server: Server, url: str, headers: dict, n: int = 500, round
             assert session.get(url, timeout=30).status_code == 200
         figures.append((server.cpu_seconds() - before) / n * 1000)
     return statistics.median(figures)
-
-
-# --------------------------------------------------------------------------- report
 
 
 def measured(server: "Server", run) -> tuple:
@@ -489,7 +529,7 @@ def report_mix(title: str, results: dict):
 
 def stagegate_command(venv_bin: Path, port: int, args) -> list[str]:
     gunicorn = [str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-                "--threads", "4", "--worker-class", "gthread"]
+                "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30"]
     if args.jobs != "celery":
         return gunicorn
     # One session for both, so the sampler sees the worker (and stop() ends it).
@@ -504,6 +544,8 @@ def main():
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="client processes the client threads are spread over (the same for both servers)")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--steps", default="10,50,100", help="growth steps in percent of the seed")
     parser.add_argument("--jobs", choices=["celery", "eager"], default="celery",
@@ -539,13 +581,13 @@ def main():
         "stagegate": Server("stagegate", stagegate_command(venv_bin, port2 := free_port(), args), sg_env, port2, "/health"),
     }
     floor = Server("floor", [str(venv_bin / "gunicorn"), "bench.floor_app", "--bind", f"127.0.0.1:{(port3 := free_port())}",
-                            "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], floor_env, port3, "/floor/1")
+                            "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30"], floor_env, port3, "/floor/1")
     clients = {"mlflow": Client("mlflow", servers["mlflow"].url, {}),
                "stagegate": Client("stagegate", servers["stagegate"].url, {"Authorization": f"Bearer {token}"})}
     worlds = {"mlflow": World(), "stagegate": World()}
 
     print(f"\n# Stagegate vs MLflow — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores — "
-          f"{args.workers} workers each, {args.threads} client threads, {args.seconds:.0f} s per mix")
+          f"{args.workers} workers each, {args.threads} client threads in {args.client_processes} processes, {args.seconds:.0f} s per mix")
     try:
         done = 0
         steps = [int(s) for s in args.steps.split(",")]
@@ -563,12 +605,12 @@ def main():
             results = {}
             for name in ("mlflow", "stagegate"):
                 servers[name].settle()
-                results[name] = measured(servers[name], lambda: drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds))
+                results[name] = measured(servers[name], lambda: drive(read_ops(clients[name], worlds[name], random.Random(step)), threads=args.threads, seconds=args.seconds, processes=args.client_processes))
             reads_last = report_mix(f"read mix at {step} %", results)
         results = {}
         for name in ("mlflow", "stagegate"):
             servers[name].settle()
-            results[name] = measured(servers[name], lambda: drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds))
+            results[name] = measured(servers[name], lambda: drive(write_ops(clients[name], worlds[name], random.Random(99)), threads=args.threads, seconds=args.seconds, processes=args.client_processes))
         writes = report_mix("write mix", results)
 
         name = sorted(worlds["stagegate"].models)[0]

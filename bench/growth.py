@@ -96,7 +96,7 @@ def main():
 
     port = free_port()
     server = Server("growth", [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                               "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread"], env, port, "/health")
+                               "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30"], env, port, "/health")
     client = Client("stagegate", server.url, {"Authorization": f"Bearer {token}"})
     print(f"\n# Stagegate growth — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores — {args.workers} workers, "
           f"{args.threads} client threads, {args.seconds:.0f} s per step; 100 % = {args.runs} runs, {args.models} models x "
