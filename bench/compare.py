@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
+import orjson
 import requests
 import urllib3
 
@@ -196,9 +197,10 @@ def recreate_database(name: str):
 
 
 class Client:
-    """The same client for both servers. API calls go through urllib3's connection pool directly:
-    `requests` costs about twice the client CPU per call, and the client shares the 2 cores with
-    the servers, so a heavy client caps the faster server more than the slower one."""
+    """The same client for both servers. API calls go through urllib3's connection pool directly and
+    decode with orjson: `requests` and the json module cost several times the client CPU per call,
+    and the client shares the 2 cores with the servers, so a heavy client caps the faster server
+    more than the slower one."""
 
     def __init__(self, name: str, base: str, headers: dict):
         self.name, self.base = name, base
@@ -227,10 +229,10 @@ class Client:
         if method == "GET":
             response = self.pool.request("GET", url + ("?" + urlencode(params, doseq=True) if params else ""), headers=self.headers)
         else:
-            response = self.pool.request(method, url, body=json.dumps(body or {}).encode(), headers=self.headers)
+            response = self.pool.request(method, url, body=orjson.dumps(body or {}), headers=self.headers)
         if response.status != 200:
             raise AssertionError(f"{method} {path} -> {response.status} {response.data[:200]!r}")
-        return json.loads(response.data)
+        return orjson.loads(response.data)
 
     def put_artifact(self, path: str, data: bytes):
         response = self.http.put(self.base + "/api/2.0/mlflow-artifacts/artifacts/" + path, data=data,
@@ -479,19 +481,24 @@ def drive(ops: dict, *, threads: int, seconds: float, processes: int = 1) -> tup
     return merged, elapsed
 
 
-def cpu_per_request(server: Server, url: str, headers: dict, n: int = 500, rounds: int = 3) -> float:
-    """Web-process CPU per request, one request at a time: the median of `rounds` rounds of `n`."""
-    session = requests.Session()
-    session.headers.update(headers)
-    for _ in range(20):
-        session.get(url, timeout=30)
-    figures = []
+def cpu_per_request(targets: dict, *, n: int = 300, rounds: int = 5) -> dict:
+    """Web-process CPU per request, one request at a time, for each {name: (server, url, headers)}:
+    the median of `rounds` rounds of `n`, the servers taking turns round by round so that drift in
+    the machine's load touches them alike."""
+    sessions = {}
+    for name, (_, url, headers) in targets.items():
+        session = sessions[name] = requests.Session()
+        session.headers.update(headers)
+        for _ in range(20):
+            session.get(url, timeout=30)
+    figures = {name: [] for name in targets}
     for _ in range(rounds):
-        before = server.cpu_seconds()
-        for _ in range(n):
-            assert session.get(url, timeout=30).status_code == 200
-        figures.append((server.cpu_seconds() - before) / n * 1000)
-    return statistics.median(figures)
+        for name, (server, url, _) in targets.items():
+            before = server.cpu_seconds()
+            for _ in range(n):
+                assert sessions[name].get(url, timeout=30).status_code == 200
+            figures[name].append((server.cpu_seconds() - before) / n * 1000)
+    return {name: statistics.median(values) for name, values in figures.items()}
 
 
 def measured(server: "Server", run) -> tuple:
@@ -616,9 +623,12 @@ def main():
         name = sorted(worlds["stagegate"].models)[0]
         for server in servers.values():
             print(f"settled {server.name} in {server.settle():.0f} s")
-        sg_cpu = cpu_per_request(servers["stagegate"], f"{servers['stagegate'].url}/api/2.0/mlflow/registered-models/get?name={name}", {"Authorization": f"Bearer {token}"})
-        ml_cpu = cpu_per_request(servers["mlflow"], f"{servers['mlflow'].url}/api/2.0/mlflow/registered-models/get?name={name}", {})
-        floor_cpu = cpu_per_request(floor, f"{floor.url}/floor/7", {})
+        cpu = cpu_per_request({
+            "stagegate": (servers["stagegate"], f"{servers['stagegate'].url}/api/2.0/mlflow/registered-models/get?name={name}", {"Authorization": f"Bearer {token}"}),
+            "floor": (floor, f"{floor.url}/floor/7", {}),
+            "mlflow": (servers["mlflow"], f"{servers['mlflow'].url}/api/2.0/mlflow/registered-models/get?name={name}", {}),
+        })
+        sg_cpu, ml_cpu, floor_cpu = cpu["stagegate"], cpu["mlflow"], cpu["floor"]
         print("\n## server CPU per registered-models/get (ms)")
         print(f"MLflow {ml_cpu:.2f} | Stagegate {sg_cpu:.2f} | bare Django PK view {floor_cpu:.2f} | Stagegate/floor {sg_cpu / floor_cpu:.2f}")
         print("\n## peak memory (RSS of all server processes; web = without the job runners: MLflow's huey consumers, Stagegate's Celery worker)")
