@@ -9,7 +9,81 @@ from django.db import connection
 
 from tests import factories
 
-REQUIRE_SERVICES = os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1" or os.environ.get("CI") == "true"
+def services_required(environ) -> bool:
+    """CI (CI set to anything but "", 0, false) and .ci/run (STAGEGATE_REQUIRE_SERVICES=1) have every
+    service and tool this suite uses."""
+    return environ.get("STAGEGATE_REQUIRE_SERVICES") == "1" or environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+REQUIRE_SERVICES = services_required(os.environ)
+
+
+def missing(what: str):
+    """What a test needs (a service, a tool, PostgreSQL) is not here: a failure where it must be
+    (REQUIRE_SERVICES), a skip on a developer's machine without it."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what}; it must be available here (CI or STAGEGATE_REQUIRE_SERVICES=1)")
+    pytest.skip(what)
+
+
+def require_postgresql(why: str = "row locks need PostgreSQL (SQLite serialises writers)") -> None:
+    if connection.vendor != "postgresql":
+        missing(why)
+
+
+def count_queries(client, url, **extra) -> int:
+    """SQL queries of one page view, in the steady state: a first view warms the process-wide caches
+    (content types, permission rows, sessions) that would otherwise make the count depend on test order."""
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url, **extra)
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url, **extra)
+    assert response.status_code == 200, response.content[:800]
+    return len(ctx.captured_queries)
+
+
+def htmx_tags_without_js(web, pages: list[str]) -> int:
+    """Every hx-get/hx-post element on `pages` also works without JavaScript: a real href/action to the
+    same place, and POST forms for hx-post. Returns how many elements were checked."""
+    import re
+
+    checked = 0
+    for url in pages:
+        html = web.get(url).content.decode()
+        for tag in re.findall(r"<(?:a|form|button|input|select|textarea)\b[^>]*\bhx-(?:get|post)=[^>]*>", html):
+            checked += 1
+            href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
+            assert href, f"{url}: {tag} has hx-get/hx-post but no href/action"
+            if "hx-post" in tag:
+                assert 'method="post"' in tag, f"{url}: {tag} must also POST without JavaScript"
+            hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
+            assert href.group(1).split("#")[0] == hx.split("#")[0], f"{url}: {tag} links somewhere else than it swaps"
+    return checked
+
+
+def run_together(work, n: int, timeout: float = 60) -> list[Exception]:
+    """Run work(i) for i in range(n) in n threads released at once, each on its own connection
+    (closed at the end); returns what they raised."""
+    import threading
+
+    errors, barrier = [], threading.Barrier(n)
+
+    def run(i):
+        try:
+            barrier.wait()
+            work(i)
+        except Exception as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
 
 
 def pytest_sessionstart(session):

@@ -4,11 +4,10 @@ Real threads with their own connections on PostgreSQL, where the model-row lock 
 serialises them (SQLite serialises every writer anyway).
 """
 
-import os
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from approvals import services as gov
 from approvals.models import Review, TransitionRequest
@@ -16,14 +15,14 @@ from core.errors import MlflowError
 from registry.models import ModelVersion, StageTransition
 from tests import factories
 from tests.approvals.conftest import production_policy
+from tests.conftest import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
 def _postgres_only():
-    if connection.vendor != "postgresql" and os.environ.get("STAGEGATE_REQUIRE_SERVICES") != "1":
-        pytest.skip("row-lock races need PostgreSQL (SQLite serialises writers)")
+    require_postgresql("row-lock races need PostgreSQL (SQLite serialises writers)")
 
 
 def race(*calls):

@@ -1,19 +1,16 @@
 """core.db.postgresql: no health-check round trip for a connection that just answered."""
 
-import os
-
 import pytest
 from django.db import OperationalError, connection, connections
+
+from tests.conftest import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def wrapper(monkeypatch):
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("this test needs PostgreSQL")
-        pytest.skip("the backend wraps PostgreSQL's")
+    require_postgresql("core.db.postgresql wraps Django's PostgreSQL backend")
     conn = connections.create_connection("default")
     assert type(conn).__module__ == "core.db.postgresql.base" and conn.settings_dict["CONN_HEALTH_CHECKS"]
     checks = []

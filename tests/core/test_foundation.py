@@ -27,3 +27,22 @@ def test_pages_are_private(client):
 @pytest.mark.django_db
 def test_disallowed_host_is_refused(client):
     assert client.get("/health", HTTP_HOST="evil.example.com").status_code == 400
+
+
+@pytest.mark.parametrize(("required", "outcome"), [(True, pytest.fail.Exception), (False, pytest.skip.Exception)])
+def test_a_missing_service_fails_where_it_is_required_and_skips_elsewhere(monkeypatch, required, outcome):
+    import tests.conftest as shared
+
+    monkeypatch.setattr(shared, "REQUIRE_SERVICES", required)
+    with pytest.raises(outcome, match="redis-server"):
+        shared.missing("redis-server is not installed")
+
+
+@pytest.mark.parametrize(("environ", "required"), [
+    ({"CI": "true"}, True), ({"CI": "1"}, True), ({"CI": "yes"}, True), ({"STAGEGATE_REQUIRE_SERVICES": "1"}, True),
+    ({}, False), ({"CI": ""}, False), ({"CI": "false"}, False), ({"CI": "0"}, False), ({"STAGEGATE_REQUIRE_SERVICES": "0"}, False),
+])
+def test_ci_in_the_environment_makes_services_required(environ, required):
+    from tests.conftest import services_required
+
+    assert services_required(environ) is required

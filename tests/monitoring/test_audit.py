@@ -209,7 +209,7 @@ def test_the_first_append_ever_creates_the_head(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_keep_one_unbroken_chain(owner):
-    from tests.registry.conftest import require_postgresql, run_together
+    from tests.conftest import require_postgresql, run_together
 
     require_postgresql()
     for i in range(4):

@@ -25,6 +25,7 @@ from monitoring.models import Webhook, WebhookDelivery
 from registry import services as registry
 from registry.models import Event
 from tests.celery_routing import reset_producer, set_broker
+from tests.conftest import missing, require_postgresql
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("STAGEGATE_MONITOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
@@ -131,10 +132,7 @@ class Workers:
 
 @pytest.fixture
 def workers(transactional_db, tmp_path, settings):
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("the fault tests need PostgreSQL in CI")
-        pytest.skip("real workers share the test database: PostgreSQL only")
+    require_postgresql("real workers share the test database: PostgreSQL only")
     w = Workers(tmp_path, settings)
     w.activate()
     yield w
@@ -256,9 +254,7 @@ def own_redis(tmp_path):
     import socket
 
     if not shutil.which("redis-server"):
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("redis-server is needed for the outage test in CI")
-        pytest.skip("redis-server not installed")
+        missing("redis-server is not installed (the outage test starts and stops its own)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 
 from registry import services
 from tests.celery_routing import restore_producer, route_producer
+from tests.conftest import require_postgresql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,38 +47,6 @@ def _run_commit_callbacks(request, monkeypatch):
 
     monkeypatch.setattr(transaction.Atomic, "__exit__", exit_and_run)
     yield
-
-
-def require_postgresql() -> None:
-    """Row-lock tests: skipped on SQLite, failed there when STAGEGATE_REQUIRE_SERVICES=1."""
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("this test needs PostgreSQL")
-        pytest.skip("row locks need PostgreSQL (SQLite serialises writers)")
-
-
-def run_together(work, n: int, timeout: float = 60) -> list[Exception]:
-    """Run work(i) for i in range(n) in n threads released at once, each on its own connection
-    (closed at the end); returns what they raised."""
-    import threading
-
-    errors, barrier = [], threading.Barrier(n)
-
-    def run(i):
-        try:
-            barrier.wait()
-            work(i)
-        except Exception as exc:  # reported to the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    return errors
 
 
 @pytest.fixture
@@ -171,10 +140,7 @@ def celery_worker(transactional_db, settings):
     from config.celery import app
 
     db = connection.settings_dict
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("the real Celery worker needs PostgreSQL (DATABASE_URL)")
-        pytest.skip("the real worker shares the test database: PostgreSQL only")
+    require_postgresql("the real worker shares the test database: PostgreSQL only")
     # A queue of this run's own: concurrent test runs on one Redis never take each other's tasks.
     queue = f"sg-reg-{os.getpid()}-{time.monotonic_ns()}"
     user = db.get("USER") or "postgres"

@@ -1,14 +1,14 @@
 """Registry services: numbering, stages, aliases, events, registration, files."""
 
-import os
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter
 from registry import services, tasks
 from registry.models import Event, ModelVersion, RegisteredModel, Stage, StageTransition
+from tests.conftest import require_postgresql
 from tests.registry.conftest import write_model_dir
 from tracking.models import Experiment, LoggedModel, LoggedModelTag, Run
 
@@ -424,10 +424,7 @@ def test_sweep_requeues_stale_pending_registrations(owner, manual_on_commit, mod
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_version_creates_get_distinct_numbers(owner, model_files):
-    if connection.vendor != "postgresql":
-        if os.environ.get("STAGEGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("this test needs PostgreSQL")
-        pytest.skip("row locks need PostgreSQL (SQLite serialises writers)")
+    require_postgresql()
     services.create_registered_model(name="hot", user=owner)
     source = model_files()
     errors, barrier = [], threading.Barrier(10)

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 from django.conf import settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from registry import services
 from registry import views as registry_views
 from registry.models import ModelVersion, RegisteredModel
 from tests import factories
+from tests.conftest import count_queries, htmx_tags_without_js
 from tests.ui import data
 from core import permissions as perms
 
@@ -22,14 +21,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def htmx(target: str) -> dict:
     return {**HTMX, "HTTP_HX_TARGET": target}
-
-
-def count_queries(client, url, **extra) -> int:
-    client.get(url, **extra)  # warm process-wide caches (content types, sessions) first
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(url, **extra)
-    assert response.status_code == 200, response.content[:800]
-    return len(ctx.captured_queries)
 
 
 # --------------------------------------------------------------------------- data helpers (used by the other UI tests too)
@@ -375,7 +366,6 @@ def test_pages_require_sign_in(client, db):
 def test_every_htmx_element_is_also_a_real_link_or_form(client, owner, admin):
     """Pages work without JavaScript: each hx-get/hx-post sits on an <a href> or a <form action>
     with the same URL, and every hx-post form also posts."""
-    import re
 
     from approvals import services as gov
 
@@ -391,18 +381,7 @@ def test_every_htmx_element_is_also_a_real_link_or_form(client, owner, admin):
         "/models/wine/permissions/", "/settings/tokens/", "/settings/stages/", "/settings/policies/",
     ]
     web = as_user(client, admin)
-    checked = 0
-    for url in pages:
-        html = web.get(url).content.decode()
-        for tag in re.findall(r"<(?:a|form|button|input|select|textarea)\b[^>]*\bhx-(?:get|post)=[^>]*>", html):
-            checked += 1
-            href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
-            assert href, f"{url}: {tag} has hx-get/hx-post but no href/action"
-            if "hx-post" in tag:
-                assert 'method="post"' in tag, f"{url}: {tag} must also POST without JavaScript"
-            hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
-            assert href.group(1).split("#")[0] == hx.split("#")[0], f"{url}: {tag} links somewhere else than it swaps"
-    assert checked > 20
+    assert htmx_tags_without_js(web, pages) > 20
 
 
 def test_history_and_compare_query_counts_are_flat(web, owner):

@@ -5,9 +5,8 @@ method, sign-in required, and a query count that does not grow with the data.
 """
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
+from tests.conftest import count_queries, htmx_tags_without_js
 from tests.ui import data
 from tracking import views
 from tracking.models import Experiment
@@ -17,13 +16,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def htmx(target: str) -> dict:
     return {**HTMX, "HTTP_HX_TARGET": target}
-
-
-def count_queries(client, url, **extra) -> int:
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(url, **extra)
-    assert response.status_code == 200, response.content[:500]
-    return len(ctx.captured_queries)
 
 
 # --------------------------------------------------------------------------- sign-in and header
@@ -361,7 +353,6 @@ def test_run_page_charts_at_most_max_charts_unless_asked(web, owner, experiment,
 
 def test_every_htmx_link_is_also_a_real_link(web, owner, experiment, _artifact_root):
     """Pages work without JavaScript: each hx-get sits on an <a href> or a <form action> with the same target."""
-    import re
 
     a = data.run(owner, experiment, name="a", params={"p": "1"}, metrics={"m": [1.0, 2.0]})
     b = data.run(owner, experiment, name="b", params={"p": "2"}, metrics={"m": [2.0, 1.0]})
@@ -370,18 +361,7 @@ def test_every_htmx_link_is_also_a_real_link(web, owner, experiment, _artifact_r
         "/experiments/", f"/experiments/{experiment.pk}/", f"/runs/{a.run_uuid}/", f"/runs/{a.run_uuid}/?path=model",
         f"/runs/compare/?runs={a.run_uuid}&runs={b.run_uuid}", "/search/?q=a",
     ]
-    checked = 0
-    for url in pages:
-        html = web.get(url).content.decode()
-        for tag in re.findall(r"<(?:a|form|button|input|select)\b[^>]*\bhx-(?:get|post)=[^>]*>", html):
-            checked += 1
-            href = re.search(r'\b(?:href|action)="([^"]*)"', tag)
-            assert href, f"{url}: {tag} has hx-get/hx-post but no href/action"
-            if "hx-post" in tag:
-                assert 'method="post"' in tag, f"{url}: {tag} must also POST without JavaScript"
-            hx = re.search(r'\bhx-(?:get|post)="([^"]*)"', tag).group(1)
-            assert href.group(1).split("#")[0] == hx, f"{url}: {tag} links somewhere else than it swaps"
-    assert checked > 10
+    assert htmx_tags_without_js(web, pages) > 10
 
 
 def test_experiment_page_switches_to_deleted_runs_and_shows_tags(web, owner, experiment):
