@@ -185,37 +185,33 @@ def create_comment(request, name: str, version: int):
     return _comments_response(request, name, version)
 
 
-@require_POST
-def update_comment(request, comment_id: int):
-    """Edit one's own comment (EDIT_COMMENT); the service refuses anyone else."""
+def _change_comment(request, comment_id: int, change):
+    """Run `change()` (a comment service) on a comment of a version the user can see (404 otherwise)
+    and answer with the comments panel; the service decides who may change it (403 for others)."""
     comment = Comment.objects.select_related("version__registered_model").filter(pk=comment_id).first()
     if comment is None:
         raise Http404("No such comment")
     mv = comment.version
     get_version(request.user, mv.registered_model.name, mv.version)
     try:
-        services.update_comment(comment_id=comment_id, user=request.user, comment=request.POST.get("comment", ""))
+        change()
     except MlflowError as exc:
         if isinstance(exc, PermissionDenied):
             raise DjangoPermissionDenied(exc.message) from None
         return _comments_response(request, mv.registered_model.name, mv.version, error=exc.message)
     return _comments_response(request, mv.registered_model.name, mv.version)
+
+
+@require_POST
+def update_comment(request, comment_id: int):
+    """Edit one's own comment (EDIT_COMMENT); the service refuses anyone else."""
+    return _change_comment(request, comment_id, lambda: services.update_comment(
+        comment_id=comment_id, user=request.user, comment=request.POST.get("comment", "")))
 
 
 @require_POST
 def delete_comment(request, comment_id: int):
-    comment = Comment.objects.select_related("version__registered_model").filter(pk=comment_id).first()
-    if comment is None:
-        raise Http404("No such comment")
-    mv = comment.version
-    get_version(request.user, mv.registered_model.name, mv.version)
-    try:
-        services.delete_comment(comment_id=comment_id, user=request.user)
-    except MlflowError as exc:
-        if isinstance(exc, PermissionDenied):
-            raise DjangoPermissionDenied(exc.message) from None
-        return _comments_response(request, mv.registered_model.name, mv.version, error=exc.message)
-    return _comments_response(request, mv.registered_model.name, mv.version)
+    return _change_comment(request, comment_id, lambda: services.delete_comment(comment_id=comment_id, user=request.user))
 
 
 # --------------------------------------------------------------------------- review inbox

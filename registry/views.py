@@ -12,11 +12,9 @@ API and the pages alike, and `available_actions` decides which buttons show.
 import mimetypes
 import posixpath
 from collections import defaultdict
-from datetime import UTC, datetime
 
 import markdown
 import nh3
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404
@@ -28,9 +26,17 @@ from django.views.decorators.http import require_GET, require_POST
 from core import artifacts as artifact_store
 from core import permissions as perms
 from core.api import keyset_page
-from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
+from core.errors import DoesNotExist, InvalidParameter, MlflowError
+from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
+from core.pages import or_404 as _or_404
 from registry import reads, services
-from registry.models import Event, ModelVersion, RegisteredModel, RegisteredModelAlias, StageTransition
+from registry.models import (
+    Event,
+    ModelVersion,
+    RegisteredModel,
+    RegisteredModelAlias,
+    StageTransition,
+)
 
 MODELS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 50
@@ -52,16 +58,6 @@ MODEL_SORTS = {
 # --------------------------------------------------------------------------- helpers
 
 
-def _or_404(getter, *args, **kwargs):
-    """Call an access helper: invisible objects are 404s, visible-but-forbidden ones 403s."""
-    try:
-        return getter(*args, **kwargs)
-    except (DoesNotExist, InvalidParameter) as exc:
-        raise Http404(exc.message) from None
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(exc.message) from None
-
-
 def get_model(user, name: str, min_level: str = perms.CAN_READ) -> tuple[RegisteredModel, str]:
     """(model, the user's level on it); 404 when invisible, 403 below `min_level`."""
     from approvals import access as gov
@@ -77,36 +73,11 @@ def get_version(user, name: str, version: int, min_level: str = perms.CAN_READ) 
     return mv, perms.effective_level(user, mv.registered_model)
 
 
-def wants_partial(request, target: str | None = None) -> bool:
-    """An htmx swap of one region (not a boosted link, not a history restore)."""
-    htmx = request.htmx
-    if not htmx or htmx.boosted or htmx.history_restore_request:
-        return False
-    return target is None or htmx.target in (None, target)
-
-
-def ms_to_datetime(ms):
-    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
-
-
 def render_markdown(text: str | None) -> str:
     """Markdown rendered, then sanitised (nh3 keeps only safe tags; links get rel=noopener)."""
     if not text:
         return ""
     return mark_safe(nh3.clean(markdown.markdown(text, extensions=["fenced_code", "tables"])))
-
-
-def query_string(request, **changes) -> str:
-    params = request.GET.copy()
-    for key, value in changes.items():
-        params.pop(key, None)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            params.setlist(key, list(value))
-        else:
-            params[key] = value
-    return params.urlencode()
 
 
 def model_url(model) -> str:
@@ -186,9 +157,7 @@ def model_list(request):
         "sort": sort,
         "sort_links": {"name": sort_link("name", "name"), "updated": sort_link("updated", "-updated")},
         "page_error": page_error,
-        "is_first_page": not request.GET.get("page_token"),
-        "next_query": query_string(request, page_token=next_token) if next_token else "",
-        "first_query": query_string(request, page_token=None),
+        **page_links(request, next_token),
     }
     template = "registry/model_list.html"
     return render(request, template + "#model-table" if wants_partial(request, "model-table") else template, context)
@@ -220,9 +189,7 @@ def _versions_page(request, model) -> dict:
         "versions": rows,
         "stage_filter": stage,
         "versions_error": error,
-        "is_first_page": not request.GET.get("page_token"),
-        "next_query": query_string(request, page_token=next_token) if next_token else "",
-        "first_query": query_string(request, page_token=None),
+        **page_links(request, next_token),
     }
 
 
@@ -579,9 +546,7 @@ def model_version_history(request, name: str, version: int):
         req.decided = ms_to_datetime(req.decided_timestamp)
     context = {
         "mv": mv, "model": mv.registered_model, "history": rows, "history_error": error, "all_requests": requests,
-        "is_first_page": not request.GET.get("page_token"),
-        "next_query": query_string(request, page_token=next_token) if next_token else "",
-        "first_query": query_string(request, page_token=None),
+        **page_links(request, next_token),
     }
     template = "registry/model_version_history.html"
     return render(request, template + "#history-table" if wants_partial(request, "history-table") else template, context)

@@ -12,12 +12,10 @@ import mimetypes
 import posixpath
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404
-from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +23,11 @@ from django.views.decorators.http import require_GET, require_POST
 from core import artifacts as artifact_store
 from core import charts
 from core.api import keyset_page
-from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
+from core.errors import DoesNotExist, InvalidParameter, MlflowError
+from core.pages import ms_to_datetime, page_links
+from core.pages import or_404 as _get_or_404
+from core.pages import query_string as _query_string
+from core.pages import wants_partial as _wants_partial
 from tracking import access, search, services
 from tracking.models import (
     ACTIVE,
@@ -64,32 +66,9 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # --------------------------------------------------------------------------- helpers
 
 
-def _get_or_404(getter, *args, **kwargs):
-    """Call an access helper; unknown objects are 404s, visible-but-forbidden ones 403s."""
-    try:
-        return getter(*args, **kwargs)
-    except (DoesNotExist, InvalidParameter) as exc:
-        raise Http404(exc.message) from None
-    except PermissionDenied as exc:
-        raise DjangoPermissionDenied(exc.message) from None
-
-
-def _wants_partial(request, target: str | None = None) -> bool:
-    """An htmx swap of one region (not a boosted link, not a history restore after a cache miss)."""
-    htmx = request.htmx
-    if not htmx or htmx.boosted or htmx.history_restore_request:
-        return False
-    # No HX-Target (a plain hx-get) means "the page's main region".
-    return target is None or htmx.target in (None, target)
-
-
 def _page(request, template: str, partial: str, context: dict, *, status: int = 200):
     name = f"{template}#{partial}" if _wants_partial(request, partial) else template
     return render(request, name, context, status=status)
-
-
-def ms_to_datetime(ms: int | None):
-    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
 
 
 def duration_text(start: int | None, end: int | None) -> str:
@@ -103,20 +82,6 @@ def duration_text(start: int | None, end: int | None) -> str:
         return f"{minutes}m {seconds}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m"
-
-
-def _query_string(request, **changes) -> str:
-    """The current query string with some keys replaced (None drops a key)."""
-    params = request.GET.copy()
-    for key, value in changes.items():
-        params.pop(key, None)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            params.setlist(key, list(value))
-        else:
-            params[key] = value
-    return params.urlencode()
 
 
 def _metric_value(row) -> float | str:
@@ -201,9 +166,7 @@ def experiment_list(request):
         "experiments": rows,
         "query": query,
         "page_error": page_error,
-        "is_first_page": not request.GET.get("page_token"),
-        "next_query": _query_string(request, page_token=next_token) if next_token else "",
-        "first_query": _query_string(request, page_token=None),
+        **page_links(request, next_token),
     }
     return _page(request, "tracking/experiment_list.html", "experiment-table", context)
 
@@ -296,9 +259,7 @@ def experiment_detail(request, experiment_id: int):
         "param_keys": param_keys,
         "chosen_metrics": chosen_metrics,
         "chosen_params": chosen_params,
-        "is_first_page": not page_token,
-        "next_query": _query_string(request, page_token=next_token) if next_token else "",
-        "first_query": _query_string(request, page_token=None),
+        **page_links(request, next_token),
     }
     # A bad filter is a form error: 200 with the message under the box (house style).
     return _page(request, "tracking/experiment_detail.html", "runs-table", context)
