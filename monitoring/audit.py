@@ -9,10 +9,10 @@ the change to its commit.
 Why a head lock rather than building the chain later in one task: the record is then part of
 the change's transaction (no committed change without its audit row, and no window in which a
 change is visible but not yet chained), at the price of serialising registry writes from the
-first event of a transaction to its commit. Registry writes are rare and short: measured with
-`bench/audit_append.py` on local PostgreSQL 15 (2 shared cores) the chain adds ~3 queries and a few
-ms to a tag write (7.5 -> 13 ms, noisy), and 4 concurrent writers on different models ran at the
-same ~100 writes/s with and without it (the commit's fsync, not the head lock, is the bottleneck).
+first event of a transaction to its commit. On PostgreSQL the append is one statement that hashes
+the record in SQL (`_append_in_one_statement`), so the lock is held for that statement and the
+commit only; on the write mix of `bench/compare.py` (8 writers) the three-statement append had
+kept ~0.45 backends waiting on the head at any moment.
 """
 
 import hashlib
@@ -61,52 +61,85 @@ _COLUMNS = (*FIELDS, "hash")
 
 
 def _store(values: dict) -> int:
-    """Insert the record and make its hash the head's, in one statement on PostgreSQL (a
-    data-modifying WITH), two elsewhere. Returns the record's id."""
+    """Insert the record and make its hash the head's (two statements). Returns the record's id."""
     qn = connection.ops.quote_name
-    insert = (
-        f"INSERT INTO {qn(AuditRecord._meta.db_table)} ({', '.join(qn(c) for c in _COLUMNS)})"
-        f" VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
-    )
-    move_head = f"UPDATE {qn(AuditHead._meta.db_table)} SET hash = %s WHERE id = 1"
-    params = [values[c] for c in _COLUMNS]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"WITH rec AS ({insert}) {move_head} RETURNING (SELECT id FROM rec)", [*params, values["hash"]])
-            return cursor.fetchone()[0]
-        cursor.execute(insert, params)
+        cursor.execute(
+            f"INSERT INTO {qn(AuditRecord._meta.db_table)} ({', '.join(qn(c) for c in _COLUMNS)})"
+            f" VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id",
+            [values[c] for c in _COLUMNS],
+        )
         record_id = cursor.fetchone()[0]
-        cursor.execute(move_head, [values["hash"]])
+        cursor.execute(f"UPDATE {qn(AuditHead._meta.db_table)} SET hash = %s, prev_hash = %s WHERE id = 1",
+                       [values["hash"], values["prev_hash"]])
         return record_id
+
+
+def _content_around_link(values: dict) -> tuple[str, str, str]:
+    """The canonical content of a record, minus the two values only the head knows: returns
+    (before, between, after) such that content_of(values) == before + prev_hash + between + str(seq) + after.
+    The keys are sorted, so `prev_hash` and `seq` sit side by side between `payload` and `to_stage`."""
+    head = canonical({f: values.get(f) for f in FIELDS if f < "prev_hash"})
+    tail = canonical({f: values.get(f) for f in FIELDS if f > "seq"})
+    return head[:-1] + ',"prev_hash":"', '","seq":', "," + tail[1:]
+
+
+def _append_in_one_statement(values: dict) -> tuple[int, int, str, str]:
+    """PostgreSQL: lock and advance the head, hash the record in SQL (sha256 of the same UTF-8 bytes
+    `hash_of` hashes) and insert it, in one statement, so the head lock is held from this statement
+    to the commit and no longer. The head keeps the hash it had before (`prev_hash`): an UPDATE's
+    RETURNING shows the new row only. Returns (record id, seq, prev_hash, hash), or None when the
+    head row does not exist yet."""
+    qn = connection.ops.quote_name
+    head_table, record_table = qn(AuditHead._meta.db_table), qn(AuditRecord._meta.db_table)
+    before, between, after = _content_around_link(values)
+    known = [c for c in _COLUMNS if c not in ("seq", "prev_hash", "hash")]
+    sql = (
+        f"WITH head AS (UPDATE {head_table} SET seq = seq + 1, prev_hash = hash,"
+        " hash = encode(sha256(convert_to(%s || hash || %s || (seq + 1)::text || %s, 'UTF8')), 'hex')"
+        " WHERE id = 1 RETURNING seq, prev_hash, hash)"
+        f" INSERT INTO {record_table} (seq, prev_hash, hash, {', '.join(qn(c) for c in known)})"
+        f" SELECT head.seq, head.prev_hash, head.hash, {', '.join(['%s'] * len(known))} FROM head"
+        " RETURNING id, seq, prev_hash, hash"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [before, between, after, *(values[c] for c in known)])
+        return cursor.fetchone()
 
 
 def append(*, type: str, created: int, event_id=None, model_id=None, model_name: str = "", version=None,
            actor=None, payload: dict | None = None) -> AuditRecord:
     """Append one record to the chain. Must run inside the transaction of the change it records
     (no savepoint of its own: a failed append fails the change); locks the chain head until that
-    transaction ends. Two statements on PostgreSQL: lock and advance the head (reading the previous
-    hash), then insert the record and store its hash as the head's."""
+    transaction ends. One statement on PostgreSQL (`_append_in_one_statement`); elsewhere three:
+    lock and advance the head (reading the previous hash), insert the record, store its hash as the head's."""
     payload = payload or {}
+    values = {
+        "event_id": event_id,
+        "type": type,
+        "model_id": model_id,
+        "model_name": model_name or "",
+        "version": version,
+        "actor_id": getattr(actor, "pk", None),
+        "actor_name": getattr(actor, "username", "") or "",
+        "created": int(created),
+        "alias": str(payload.get("alias") or ""),
+        "from_stage": str(payload.get("from_stage") or ""),
+        "to_stage": str(payload.get("to_stage") or payload.get("stage") or ""),
+        "payload": canonical(payload),
+    }
     with transaction.atomic(savepoint=False):
-        seq, prev_hash = _take_head()
-        values = {
-            "seq": seq,
-            "event_id": event_id,
-            "type": type,
-            "model_id": model_id,
-            "model_name": model_name or "",
-            "version": version,
-            "actor_id": getattr(actor, "pk", None),
-            "actor_name": getattr(actor, "username", "") or "",
-            "created": int(created),
-            "alias": str(payload.get("alias") or ""),
-            "from_stage": str(payload.get("from_stage") or ""),
-            "to_stage": str(payload.get("to_stage") or payload.get("stage") or ""),
-            "payload": canonical(payload),
-            "prev_hash": prev_hash,
-        }
-        values["hash"] = hash_of(values)
-        record = AuditRecord(id=_store(values), **values)
+        if connection.vendor == "postgresql":
+            row = _append_in_one_statement(values)
+            if row is None:  # the very first append
+                AuditHead.objects.get_or_create(pk=1)
+                row = _append_in_one_statement(values)
+            record_id, values["seq"], values["prev_hash"], values["hash"] = row
+        else:
+            values["seq"], values["prev_hash"] = _take_head()
+            values["hash"] = hash_of(values)
+            record_id = _store(values)
+        record = AuditRecord(id=record_id, **values)
     record._state.adding, record._state.db = False, connection.alias
     return record
 

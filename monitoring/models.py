@@ -205,3 +205,6 @@ class AuditHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+    # The hash before the last append (the last record's prev_hash): PostgreSQL's one-statement
+    # append reads it back from the UPDATE that moved the head (see monitoring.audit).
+    prev_hash = models.CharField(max_length=64, default="0" * 64)

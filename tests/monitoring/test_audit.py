@@ -178,22 +178,34 @@ def test_a_removal_hidden_by_recomputing_the_chain_is_found_through_the_outbox(o
     assert f"registry event {victim.event_id} has no audit record" in verdict.problem
 
 
-def test_an_append_inside_the_change_costs_two_statements_and_no_savepoint(owner, make_version):
+def test_an_append_inside_the_change_costs_one_statement_on_postgresql_and_no_savepoint(owner, make_version):
     from django.test.utils import CaptureQueriesContext
 
     _changes(owner, make_version, n=1)
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         record = audit.append(type="webhook.created", created=1, payload={"url": "https://example.com"})
     sql = [q["sql"] for q in queries]
-    # lock + advance the head (reading its hash), then insert the record and store the new hash
-    # (one statement on PostgreSQL, two elsewhere)
-    assert len(sql) == (2 if connection.vendor == "postgresql" else 3) and not any("SAVEPOINT" in s for s in sql), sql
-    assert sql[0].startswith("UPDATE") and "RETURNING" in sql[0]
+    # PostgreSQL: lock + advance the head, hash and insert the record, in one statement; elsewhere
+    # lock + advance the head (reading its hash), insert the record, store the new hash
+    assert len(sql) == (1 if connection.vendor == "postgresql" else 3) and not any("SAVEPOINT" in s for s in sql), sql
+    assert "RETURNING" in sql[0] and ("sha256" in sql[0]) == (connection.vendor == "postgresql")
     previous = AuditRecord.objects.filter(seq=record.seq - 1).get()
     assert record.prev_hash == previous.hash
     stored = AuditRecord.objects.get(pk=record.pk)
     assert [getattr(stored, f) for f in (*audit.FIELDS, "hash")] == [getattr(record, f) for f in (*audit.FIELDS, "hash")]
-    assert AuditHead.objects.get().hash == record.hash
+    assert AuditHead.objects.values_list("hash", "prev_hash").get() == (record.hash, previous.hash)
+    assert audit.verify().ok
+
+
+def test_the_hash_computed_in_sql_is_the_one_verify_computes(db):
+    """Text that JSON escapes (quotes, backslashes, newlines, control characters) and text it keeps as
+    is (accents, CJK, emoji): the bytes PostgreSQL hashes are the bytes hash_of hashes."""
+    odd = 'quote " backslash \\ newline \n tab \t nul-ish \x01 accent é cjk 模型 emoji 🚀 </script>'
+    record = audit.append(type="alias.set", created=2**53, model_id=7, model_name=odd, version=3,
+                          payload={"alias": odd, "nested": {"b": [1, 2.5, None, True], "a": odd}})
+    stored = AuditRecord.objects.get(pk=record.pk)
+    assert stored.hash == audit.hash_of({f: getattr(stored, f) for f in audit.FIELDS}) == record.hash
+    assert (stored.alias, stored.model_name) == (odd, odd)
     assert audit.verify().ok
 
 
