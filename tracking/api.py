@@ -18,7 +18,9 @@ from tracking.access import (
     run_not_found,
     visible_run_sql,
 )
-from tracking.models import RUN_INFO_FIELDS, Experiment, LoggedModel, Run, attach_model_metrics, run_json, runs_to_mlflow
+from tracking.models import (
+    RUN_INFO_FIELDS, Experiment, LoggedModel, attach_model_metrics, new_run_json, run_json, runs_to_mlflow,
+)
 
 # --------------------------------------------------------------------------- experiments
 
@@ -106,10 +108,6 @@ def delete_experiment_tag(request, params):
 # --------------------------------------------------------------------------- runs
 
 
-def _run_response(run: Run, *, just_created: bool = False) -> dict:
-    return {"run": runs_to_mlflow([run], just_created=just_created)[0]}
-
-
 @api_view("POST")
 def create_run(request, params):
     experiment = get_experiment_for_user(request.user, params.string("experiment_id") or "0", action="edit")
@@ -120,7 +118,7 @@ def create_run(request, params):
         start_time=params.integer("start_time"),
         tags=params.object_list("tags"),
     )
-    return _run_response(run, just_created=True)
+    return {"run": new_run_json(run, run.created_tags)}
 
 
 @api_view("GET")

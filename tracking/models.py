@@ -466,18 +466,16 @@ def run_ids(ids: list[str]):
     return lambda column: (in_subquery(column, "SELECT unnest(CAST(%s AS varchar[]))"), [literal])
 
 
-def run_child_statements(runs, *, just_created: bool = False) -> list[Condition]:
+def run_child_statements(runs) -> list[Condition]:
     """The SELECTs of everything a run's JSON holds besides its own columns, for the runs `runs(column)`
     selects (tags; then latest metrics, params, dataset inputs, model inputs, model outputs), for
-    core.sql.fetch_sets. `just_created`: tags only (a new run has nothing else yet)."""
+    core.sql.fetch_sets."""
     def select(model, columns: str, order: str = "", join: str = "") -> Condition:
         where, params = runs('t."run_id"')
         return f"SELECT {columns} FROM {model._meta.db_table} t{join} WHERE {where}{order}", params
 
-    statements = [select(RunTag, 't."run_id", t."key", t."value"', ' ORDER BY t."id"')]
-    if just_created:
-        return statements
-    return statements + [
+    return [
+        select(RunTag, 't."run_id", t."key", t."value"', ' ORDER BY t."id"'),
         select(LatestMetric, 't."run_id", t."key", t."value", t."is_nan", t."timestamp", t."step"'),
         select(Param, 't."run_id", t."key", t."value"'),
         select(RunInput, 't."run_id", t."tags", d."name", d."digest", d."source_type", d."source", d."schema", d."profile"',
@@ -543,16 +541,22 @@ def runs_json(runs: list[tuple], tag_rows, metric_rows=(), param_rows=(), datase
     return result
 
 
-def runs_to_mlflow(runs: list, *, just_created: bool = False) -> list[dict]:
+def runs_to_mlflow(runs: list) -> list[dict]:
     """`[run.to_mlflow() for run in runs]` for Run instances or rows with the RUN_INFO_FIELDS
     attributes (tracking.search.search_runs(prefetch=False)), without a model instance (or an ORM
     query) per param, tag and metric: plain SELECTs of tuples whatever the page size, in one round
     trip on PostgreSQL (core.sql.fetch_sets). The search hot path; tested to return exactly what
-    Run.to_mlflow() returns. `just_created`: runs that can only have tags yet (runs/create)."""
+    Run.to_mlflow() returns."""
     if not runs:
         return []
     rows = [_run_info_values(run) for run in runs]
-    return runs_json(rows, *fetch_sets(run_child_statements(run_ids([row[0] for row in rows]), just_created=just_created)))
+    return runs_json(rows, *fetch_sets(run_child_statements(run_ids([row[0] for row in rows]))))
+
+
+def new_run_json(run: "Run", tags: list[tuple[str, str]]) -> dict:
+    """The JSON of a run just created with `tags` (in the order they were inserted), its only
+    children yet: what runs_to_mlflow([run]) would read back, without reading it."""
+    return runs_json([_run_info_values(run)], [(run.run_uuid, key, value) for key, value in tags])[0]
 
 
 def run_json(run: Condition, run_id: str) -> dict | None:

@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
 from tracking.models import (
@@ -268,6 +268,7 @@ def create_run(*, user, experiment: Experiment, run_name: str | None = None, sta
         run.artifact_uri = f"{base}/{run.run_uuid}/artifacts"
         run.save(force_insert=True)
         RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in pairs.items()])
+    run.created_tags = list(pairs.items())  # in insertion order: the answer needs no read-back
     return run
 
 
@@ -374,11 +375,6 @@ def metric_point(item: dict, path: str = "") -> MetricPoint:
     return MetricPoint(key, value, timestamp, step, model_id, dataset_name, dataset_digest)
 
 
-def _newer(point: MetricPoint, latest: LatestMetric) -> bool:
-    """MLflow's rule: higher step wins, then later timestamp, then larger value (NaN counts as 0)."""
-    return (point.step, point.timestamp, point.stored_value) > (latest.step, latest.timestamp, latest.value)
-
-
 def _write_metrics(run: Run, points: list[MetricPoint]) -> None:
     """Insert history points and bring LatestMetric up to date: a fixed number of queries per call."""
     if not points:
@@ -425,30 +421,55 @@ def _write_metrics(run: Run, points: list[MetricPoint]) -> None:
             for p in to_insert
         ]
     )
-    latest = {m.key: m for m in LatestMetric.objects.filter(run=run, key__in={p.key for p in points})}
-    created, changed = {}, {}
+    _upsert_latest(run, points)
+
+
+def _upsert_latest(run: Run, points: list[MetricPoint]) -> None:
+    """Bring LatestMetric up to date in one statement: the newest point of the batch per key
+    (the first of equals, as one by one would keep), inserted, or written over the stored row only
+    where it is newer by MLflow's rule (higher step, then later timestamp, then larger value, NaN
+    counting as 0), which the database compares as a row value."""
+    newest: dict[str, MetricPoint] = {}
     for point in points:
-        current = latest.get(point.key)
-        if current is None:
-            current = LatestMetric(run=run, key=point.key, value=point.stored_value, is_nan=point.is_nan, timestamp=point.timestamp, step=point.step)
-            latest[point.key] = current
-            created[point.key] = current
-        elif _newer(point, current):
-            current.value, current.is_nan = point.stored_value, point.is_nan
-            current.timestamp, current.step = point.timestamp, point.step
-            if point.key not in created:
-                changed[point.key] = current
-    if created:
-        LatestMetric.objects.bulk_create(list(created.values()))
-    if changed:
-        LatestMetric.objects.bulk_update(list(changed.values()), ["value", "is_nan", "timestamp", "step"])
+        current = newest.get(point.key)
+        if current is None or (point.step, point.timestamp, point.stored_value) > (current.step, current.timestamp, current.stored_value):
+            newest[point.key] = point
+    qn = connection.ops.quote_name
+    table = qn(LatestMetric._meta.db_table)
+    columns = ("run_id", "key", "value", "is_nan", "timestamp", "step")
+    order = ", ".join(f"{{0}}.{qn(c)}" for c in ("step", "timestamp", "value"))
+    rows = [(run.pk, p.key, p.stored_value, p.is_nan, p.timestamp, p.step) for p in newest.values()]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES "
+            + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+            + f" ON CONFLICT ({qn('run_id')}, {qn('key')}) DO UPDATE SET "
+            + ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("value", "is_nan", "timestamp", "step"))
+            + f" WHERE ({order.format('excluded')}) > ({order.format(table)})",
+            [value for row in rows for value in row],
+        )
 
 
 def _write_params(run: Run, params: list[tuple[str, str]]) -> None:
+    """Insert the new params in one statement (`ON CONFLICT DO NOTHING … RETURNING key`); only keys
+    that were there already are read back, to refuse a changed value as MLflow does (the caller's
+    transaction then rolls the batch back)."""
     if not params:
         return
-    existing = dict(Param.objects.filter(run=run, key__in=[k for k, _ in params]).values_list("key", "value"))
-    conflicts = [(k, existing[k], v) for k, v in params if k in existing and existing[k] != v]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(Param._meta.db_table)} ({qn('run_id')}, {qn('key')}, {qn('value')}) VALUES "
+            + ", ".join(["(%s, %s, %s)"] * len(params))
+            + f" ON CONFLICT ({qn('run_id')}, {qn('key')}) DO NOTHING RETURNING {qn('key')}",
+            [value for key, val in params for value in (run.pk, key, val)],
+        )
+        inserted = {row[0] for row in cursor.fetchall()}
+    known = [(k, v) for k, v in params if k not in inserted]
+    if not known:
+        return
+    existing = dict(Param.objects.filter(run=run, key__in=[k for k, _ in known]).values_list("key", "value"))
+    conflicts = [(k, existing[k], v) for k, v in known if existing.get(k, v) != v]
     if len(conflicts) == 1 and len(params) == 1:
         key, old, new = conflicts[0]
         raise InvalidParameter(
@@ -460,7 +481,6 @@ def _write_params(run: Run, params: list[tuple[str, str]]) -> None:
         raise InvalidParameter(
             f"Changing param values is not allowed. Params were already logged='{described}' for run ID='{run.run_uuid}'."
         )
-    Param.objects.bulk_create([Param(run=run, key=k, value=v) for k, v in params if k not in existing])
 
 
 def _write_tags(run: Run, tags: list[tuple[str, str]]) -> None:

@@ -340,3 +340,50 @@ def test_get_run_query_count_is_flat(api, exp_id, django_assert_num_queries):
     # the token was verified by the previous request and is cached
     with django_assert_num_queries(1 if connection.vendor == "postgresql" else 7):
         assert len(get_run(api, run_id)["data"]["metrics"]) == 30
+
+
+def test_latest_metric_follows_mlflows_rule_within_and_across_batches(api, run_id):
+    """Higher step wins, then later timestamp, then larger value (NaN as 0); equals keep the first."""
+    def latest():
+        return {m["key"]: (m["step"], m["timestamp"], m["value"]) for m in get_run(api, run_id)["data"]["metrics"]}
+
+    def batch(*points):
+        response = api.post("runs/log-batch", {"run_id": run_id, "metrics": [
+            {"key": k, "value": v, "timestamp": t, "step": s} for k, v, t, s in points]})
+        assert response.status_code == 200, response.content
+
+    batch(("a", 1.0, 10, 2), ("a", 9.0, 99, 1), ("a", 0.5, 10, 2),  # step 2 beats step 1; then the larger value
+          ("b", 3.0, 5, 0), ("b", 3.0, 5, 0))
+    assert latest() == {"a": (2, 10, 1.0), "b": (0, 5, 3.0)}
+    batch(("a", 100.0, 1000, 1),  # an older step never overwrites, whatever its value or time
+          ("b", 2.0, 6, 0))       # same step, later timestamp: wins even with a smaller value
+    assert latest() == {"a": (2, 10, 1.0), "b": (0, 6, 2.0)}
+    batch(("a", "NaN", 10, 2), ("a", 1.5, 10, 2))  # NaN compares as 0 (not newer); 1.5 > 1.0 is
+    assert latest()["a"] == (2, 10, 1.5)
+    batch(("a", "NaN", 11, 2))
+    assert latest()["a"] == (2, 11, "NaN")
+
+
+def test_log_batch_costs_a_fixed_number_of_statements(api, run_id):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    body = {"run_id": run_id, "params": [{"key": f"p{i}", "value": "1"} for i in range(20)],
+            "metrics": [{"key": f"m{i % 5}", "value": i, "timestamp": i, "step": i} for i in range(50)]}
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("runs/log-batch", body).status_code == 200
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+    # params (ON CONFLICT DO NOTHING), the history points, the latest values (one upsert): one each
+    assert len(writes) == 3, writes
+    # the same params again: nothing inserted, one read of the stored values to compare
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("runs/log-batch", {"run_id": run_id, "params": body["params"]}).status_code == 200
+    assert sum("tracking_param" in q["sql"] for q in queries) == 2
+
+
+def test_the_create_answer_is_the_run_as_get_reads_it(api):
+    experiment_id = api.post("experiments/create", {"name": "create-answer"}).json()["experiment_id"]
+    created = api.post("runs/create", {"experiment_id": experiment_id, "start_time": 5, "run_name": "named",
+                                       "tags": [{"key": "b", "value": "2"}, {"key": "a", "value": "1"}]}).json()["run"]
+    assert created == get_run(api, created["info"]["run_id"])
+    assert [t["key"] for t in created["data"]["tags"]][:2] == ["b", "a"]
