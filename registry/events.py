@@ -7,6 +7,7 @@ writes shares one run: the first writer after a run started raises a flag in the
 (`SET NX`) and publishes; the writers after it see the flag and publish nothing, which is safe
 because the queued run takes the flag down before its first claim, that is after their commits.
 A lost message leaves the flag up for at most `FLAG_TTL` (and the beat sweep runs anyway).
+New versions' registrations are requested the same way (`request_registration`).
 """
 
 import logging
@@ -104,13 +105,17 @@ def _insert(event: Event) -> None:
 
 def _schedule_dispatch() -> None:
     """One dispatch request per transaction, however many events it wrote."""
+    _schedule_once(request_dispatch)
+
+
+def _schedule_once(request) -> None:
     connection = transaction.get_connection()
     if connection.in_atomic_block:
         for entry in connection.run_on_commit:
-            if entry[1] is request_dispatch:
+            if entry[1] is request:
                 return
-    # robust: a broker outage must not fail the committed change; the beat sweep catches up.
-    transaction.on_commit(request_dispatch, robust=True)
+    # robust: a broker outage must not fail the committed change; the beat sweeps catch up.
+    transaction.on_commit(request, robust=True)
 
 
 FLAG_TTL = 60  # seconds; only matters when a published run never starts (a lost message)
@@ -131,38 +136,56 @@ def _flag_store(conf, *, write: bool):
     return client
 
 
-def _flag_key(conf) -> str:
-    """One flag per database and queue: deployments (or test runs) sharing a Redis never share it."""
-    return f"stagegate:dispatch-queued:{connection.settings_dict['NAME']}:{conf.task_default_queue}"
+def _flag_key(conf, name: str = "dispatch") -> str:
+    """One flag per job, database and queue: deployments (or test runs) sharing a Redis never share it."""
+    return f"stagegate:{name}-queued:{connection.settings_dict['NAME']}:{conf.task_default_queue}"
 
 
-def request_dispatch() -> None:
-    """After commit: publish a `dispatch_events` run unless one is queued and has not started yet
-    (then it will see this transaction's events). Raises only when the publish itself fails."""
-    from registry.tasks import dispatch_events
-
-    conf = dispatch_events.app.conf
+def publish_once(task, name: str) -> None:
+    """After commit: publish a run of `task` (which takes the flag key and clears it before its first
+    claim) unless one is queued and has not started yet; then that run will see this transaction's
+    rows. Raises only when the publish itself fails."""
+    conf = task.app.conf
     client = _flag_store(conf, write=True)
     if client is None:
-        dispatch_events.delay()
+        task.delay()
         return
-    key = _flag_key(conf)
+    key = _flag_key(conf, name)
     try:
         if not client.set(key, "1", nx=True, ex=FLAG_TTL):
             return
     except Exception:
-        log.warning("could not check the dispatch flag; publishing anyway", exc_info=True)
-        dispatch_events.delay()
+        log.warning("could not check the %s flag; publishing anyway", name, exc_info=True)
+        task.delay()
         return
     try:
-        dispatch_events.delay(key)
+        task.delay(key)
     except Exception:
         # Nothing was queued: the next writer must publish.
-        clear_dispatch_flag(conf, key)
+        clear_flag(conf, key)
         raise
 
 
-def clear_dispatch_flag(conf, key: str) -> None:
+def request_dispatch() -> None:
+    """After commit: make sure a `dispatch_events` run will see this transaction's events."""
+    from registry.tasks import dispatch_events
+
+    publish_once(dispatch_events, "dispatch")
+
+
+def request_registration() -> None:
+    """After commit: make sure a `register_pending` run will see this transaction's new versions."""
+    from registry.tasks import register_pending
+
+    publish_once(register_pending, "registration")
+
+
+def schedule_registration() -> None:
+    """One registration request per transaction, however many versions it created."""
+    _schedule_once(request_registration)
+
+
+def clear_flag(conf, key: str) -> None:
     """Called by the run the flag announced, before its first claim. Never fails the run: a flag
     left up runs out after FLAG_TTL."""
     client = _flag_store(conf, write=False)
@@ -171,4 +194,4 @@ def clear_dispatch_flag(conf, key: str) -> None:
     try:
         client.delete(key)
     except Exception:
-        log.warning("could not clear the dispatch flag %s", key, exc_info=True)
+        log.warning("could not clear the flag %s", key, exc_info=True)

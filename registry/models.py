@@ -141,6 +141,9 @@ class ModelVersion(models.Model):
     size_bytes = models.BigIntegerField(null=True, blank=True)
     file_count = models.IntegerField(null=True, blank=True)
     checksum = models.CharField(max_length=128, blank=True)
+    # While a registration run copies this version's files (PENDING only): epoch ms when its claim
+    # lapses, so a second run or the sweep leaves it alone until then (registry.tasks.register_pending).
+    registration_claimed_until = models.BigIntegerField(null=True, blank=True)
     flavors = models.JSONField(default=dict, blank=True)
     signature = models.JSONField(null=True, blank=True)
 

@@ -7,7 +7,6 @@ Each write records its outbox Event in the same transaction; tasks (registration
 dispatch) are enqueued on commit.
 """
 
-import functools
 import json
 import logging
 import re
@@ -20,7 +19,7 @@ from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
 from registry import access, reads
-from registry.events import record_event
+from registry.events import record_event, schedule_registration
 from registry.models import (
     BUILT_IN_STAGES,
     STAGE_ARCHIVED,
@@ -346,8 +345,8 @@ def create_model_version(
     run_link: str = "",
     description: str = "",
 ) -> ModelVersion:
-    """Create the next version of `name` as PENDING_REGISTRATION and enqueue its registration
-    (`register_model_version`) on commit. Locks the model row: numbers are unique and never reused.
+    """Create the next version of `name` as PENDING_REGISTRATION and ask for its registration
+    (`registry.tasks.register_pending`) on commit. Locks the model row: numbers are unique and never reused.
 
     Raises DoesNotExist for a missing model (MLflow's text), InvalidParameter for a bad source/model_id.
     """
@@ -401,11 +400,9 @@ def create_model_version(
         actor=_actor(user),
         payload={"source": source, "run_id": run_id, "model_id": model_id},
     )
-    from registry.tasks import register_model_version
-
     # After commit; robust: a broker hiccup must not turn the committed create into a 500
     # (the version stays PENDING and the beat sweep re-enqueues it).
-    transaction.on_commit(functools.partial(register_model_version.delay, mv.pk), robust=True)
+    schedule_registration()
     return mv
 
 

@@ -18,13 +18,78 @@ SWEEP_AGE = timedelta(minutes=1)
 BATCH = 200
 
 
+REGISTRATION_LEASE = timedelta(minutes=15)  # longer than any copy should take; a lapsed claim is retried
+REGISTRATION_BATCH = 20
+
+
 @shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
 def register_model_version(version_id: int) -> str | None:
-    """Finish a PENDING_REGISTRATION version (copy, check MLmodel, mark READY/FAILED). Idempotent."""
+    """Finish one PENDING_REGISTRATION version (copy, check MLmodel, mark READY/FAILED). Idempotent.
+    New versions go through `register_pending`; this stays for messages queued before it."""
     from registry.services import finish_model_version_registration
 
     mv = finish_model_version_registration(version_id=version_id)
     return mv.status if mv is not None else None
+
+
+def claim_registrations(*, limit: int = REGISTRATION_BATCH) -> list[int]:
+    """Take up to `limit` PENDING versions whose registration nobody holds, oldest first, with one
+    conditional UPDATE … RETURNING (as `claim` does for events): a second run, the sweep or a
+    redelivered message gets none of them until the lease lapses. Returns their ids in order."""
+    from tracking.models import now_ms
+
+    table = connection.ops.quote_name(ModelVersion._meta.db_table)
+    skip = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    free = "status = %s AND (registration_claimed_until IS NULL OR registration_claimed_until < %s)"
+    now = now_ms()
+    lease = now + int(REGISTRATION_LEASE.total_seconds() * 1000)
+    pick = f"SELECT id FROM {table} WHERE {free} ORDER BY id LIMIT %s{skip}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Picked once (MATERIALIZED): as `id IN (…)` PostgreSQL may rescan the locking subquery
+            # per row, and a rescan skips the rows this statement has just claimed and takes the next.
+            cursor.execute(
+                f"WITH picked AS MATERIALIZED ({pick}) UPDATE {table} SET registration_claimed_until = %s"
+                f" FROM picked WHERE {table}.id = picked.id RETURNING {table}.id",
+                [ModelVersion.PENDING, now, limit, lease],
+            )
+        else:
+            cursor.execute(
+                f"UPDATE {table} SET registration_claimed_until = %s WHERE {free} AND id IN ({pick}) RETURNING id",
+                [lease, ModelVersion.PENDING, now, ModelVersion.PENDING, now, limit],
+            )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+def register_pending(flag: str | None = None) -> int:
+    """Finish every PENDING version nobody is registering, a claimed batch at a time, until a batch
+    comes back short. One run serves a burst of creates (`registry.events.request_registration`
+    publishes it at most once while one is queued; `flag` comes down before the first claim).
+    A run that dies leaves its claims to lapse; the sweep then hands them to another run.
+    Returns how many versions this run finished."""
+    from registry.services import finish_model_version_registration
+
+    def finish(ids: list[int]) -> int:
+        for version_id in ids:
+            finish_model_version_registration(version_id=version_id)
+        return len(ids)
+
+    return _drain(register_pending, flag, claim_registrations, finish, REGISTRATION_BATCH)
+
+
+def _drain(task, flag: str | None, claim_batch, handle, size: int) -> int:
+    """The loop of a coalesced run (`registry.events.publish_once`): take the flag down, then claim
+    and handle batches until one comes back short. Returns the sum of what `handle` returned."""
+    if flag is not None:
+        events.clear_flag(task.app.conf, flag)
+    done = 0
+    while True:
+        ids = claim_batch()
+        if ids:
+            done += handle(ids)
+        if len(ids) < size:
+            return done
 
 
 def claim(*, limit: int = BATCH) -> list[int]:
@@ -86,19 +151,14 @@ def dispatch_events(flag: str | None = None) -> int:
     writer saw it up, and therefore published nothing, is committed before that claim and taken here.
     Safe to run twice or on two workers at once: each event is claimed first.
     Returns how many events this run delivered."""
-    if flag is not None:
-        events.clear_dispatch_flag(dispatch_events.app.conf, flag)
-    delivered = 0
-    while True:
-        ids = claim()
-        if ids:
-            batch = list(Event.objects.select_related("actor").filter(pk__in=ids).order_by("id"))
-            done = [event.pk for event in deliver(batch)]
-            if done:
-                Event.objects.filter(pk__in=done).update(dispatched_at=timezone.now(), claimed_until=None)
-            delivered += len(done)
-        if len(ids) < BATCH:
-            return delivered
+    def hand_over(ids: list[int]) -> int:
+        batch = list(Event.objects.select_related("actor").filter(pk__in=ids).order_by("id"))
+        done = [event.pk for event in deliver(batch)]
+        if done:
+            Event.objects.filter(pk__in=done).update(dispatched_at=timezone.now(), claimed_until=None)
+        return len(done)
+
+    return _drain(dispatch_events, flag, claim, hand_over, BATCH)
 
 
 @shared_task(acks_late=True)
@@ -119,13 +179,17 @@ def sweep_events() -> bool:
 
 @shared_task(acks_late=True)
 def sweep_pending_registrations() -> int:
-    """Periodic (beat): re-enqueue registrations still PENDING after a minute (lost task)."""
+    """Periodic (beat): start a registration run when versions are still PENDING after a minute and
+    nobody holds them (a lost message, a crashed worker). Returns how many it found (up to BATCH)."""
     from tracking.models import now_ms
 
-    cutoff = now_ms() - int(SWEEP_AGE.total_seconds() * 1000)
-    ids = list(
-        ModelVersion.objects.filter(status=ModelVersion.PENDING, creation_timestamp__lt=cutoff).values_list("id", flat=True)[:BATCH]
+    now = now_ms()
+    stale = (
+        ModelVersion.objects.filter(status=ModelVersion.PENDING, creation_timestamp__lt=now - int(SWEEP_AGE.total_seconds() * 1000))
+        .filter(Q(registration_claimed_until__isnull=True) | Q(registration_claimed_until__lt=now))
+        .values_list("id", flat=True)[:BATCH]
     )
-    for version_id in ids:
-        register_model_version.delay(version_id)
-    return len(ids)
+    found = len(list(stale))
+    if found:
+        register_pending.delay()
+    return found

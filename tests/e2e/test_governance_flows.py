@@ -192,7 +192,7 @@ def test_flow4_version_from_the_mlflow_client_turns_ready_on_the_open_page(mlflo
     from tests.ui.test_registry_pages import model_source
 
     held = []
-    monkeypatch.setattr(tasks.register_model_version, "delay", lambda version_id: held.append(version_id))
+    monkeypatch.setattr(tasks.register_pending, "delay", lambda *args: held.extend(tasks.claim_registrations()))
     source = model_source()
     mlflow_client.create_registered_model("client-model")
     created = mlflow_client.create_model_version("client-model", source, await_creation_for=0)

@@ -146,7 +146,7 @@ def test_a_commit_after_the_run_started_publishes_its_own(owner, flag_broker):
     published = flag_broker
     services.create_registered_model(name="m", user=owner)
     [(key,)] = published
-    events.clear_dispatch_flag(tasks.dispatch_events.app.conf, key)  # the run started (and may already have claimed)
+    events.clear_flag(tasks.dispatch_events.app.conf, key)  # the run started (and may already have claimed)
     services.set_registered_model_tag(name="m", key="a", value="1", user=owner)
     assert len(published) == 2
 

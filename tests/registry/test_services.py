@@ -6,7 +6,7 @@ import pytest
 from django.db import connections
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter
-from registry import services, tasks
+from registry import events, services, tasks
 from registry.models import Event, ModelVersion, RegisteredModel, Stage, StageTransition
 from tests.conftest import require_postgresql
 from tests.registry.conftest import write_model_dir
@@ -254,7 +254,7 @@ def test_registration_is_enqueued_after_commit(owner, manual_on_commit, model_fi
         mv = services.create_model_version(name="m", source=model_files(), user=owner)
         mv.refresh_from_db()
         assert mv.status == ModelVersion.PENDING  # nothing ran before commit
-    assert any(getattr(cb, "func", None) == tasks.register_model_version.delay and cb.args == (mv.pk,) for cb in callbacks)
+    assert [cb for cb in callbacks if cb is events.request_registration] == [events.request_registration]
     mv.refresh_from_db()
     assert mv.status == ModelVersion.READY
 
@@ -266,7 +266,7 @@ def test_a_broker_outage_after_commit_leaves_a_pending_version_the_sweep_finishe
         raise ConnectionError("redis is down")
 
     with monkeypatch.context() as patched:
-        patched.setattr(tasks.register_model_version, "delay", down)
+        patched.setattr(tasks.register_pending, "delay", down)
         patched.setattr(tasks.dispatch_events, "delay", down)
         r = api.post("model-versions/create", {"name": "m", "source": model_files()})
     assert r.status_code == 200 and r.json()["model_version"]["status"] == "PENDING_REGISTRATION"
@@ -417,6 +417,31 @@ def test_sweep_requeues_stale_pending_registrations(owner, manual_on_commit, mod
     assert tasks.sweep_pending_registrations() == 1
     mv.refresh_from_db()
     assert mv.status == "READY"
+
+
+def test_a_claimed_registration_is_left_alone_until_its_lease_lapses(owner, manual_on_commit, model_files):
+    """A run that is copying a version holds it: a second run (or a redelivered message) and the
+    sweep skip it; once the claim lapses (the run died) the next run finishes it."""
+    services.create_registered_model(name="m", user=owner)
+    first = services.create_model_version(name="m", source=model_files(), user=owner)
+    second = services.create_model_version(name="m", source=model_files(), user=owner)
+    assert tasks.claim_registrations(limit=1) == [first.pk]  # a run took the first and died
+    ModelVersion.objects.update(creation_timestamp=0)
+    assert tasks.sweep_pending_registrations() == 1  # only the second is free...
+    assert ModelVersion.objects.get(pk=second.pk).status == "READY"  # ...and the run it started took only that
+    assert ModelVersion.objects.get(pk=first.pk).status == "PENDING_REGISTRATION"
+    assert tasks.register_pending() == 0 and tasks.sweep_pending_registrations() == 0
+    ModelVersion.objects.filter(pk=first.pk).update(registration_claimed_until=1)  # the lease lapsed
+    assert tasks.register_pending() == 1
+    assert ModelVersion.objects.get(pk=first.pk).status == "READY"
+
+
+def test_one_registration_run_serves_a_burst_of_versions(owner, manual_on_commit, model_files):
+    services.create_registered_model(name="m", user=owner)
+    versions = [services.create_model_version(name="m", source=model_files(), user=owner) for _ in range(tasks.REGISTRATION_BATCH + 3)]
+    assert tasks.register_pending() == len(versions)  # two claims, the second one short
+    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"READY"}
+    assert tasks.register_pending() == 0
 
 
 # --------------------------------------------------------------------------- concurrency (PostgreSQL)
