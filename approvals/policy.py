@@ -36,13 +36,25 @@ class EffectivePolicy:
 
 def effective_policy(*, model, stage: str) -> EffectivePolicy:
     """The policy governing a change of `model`'s versions into `stage` (one query)."""
-    from django.db.models import Q
+    from django.db import connection
 
     from approvals.models import StagePolicy, default_approver_level
 
-    rows = list(
-        StagePolicy.objects.filter(stage=stage).filter(Q(model__isnull=True) | Q(model=model)).order_by("model_id")
-    )
+    # Hand-written: every direct transition asks (the ORM compiled this query in ~0.5 ms).
+    qn = connection.ops.quote_name
+    fields = [StagePolicy._meta.get_field(name) for name in (
+        "id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval", "checks")]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(StagePolicy._meta.db_table)}"
+            f" WHERE {qn('stage')} = %s AND ({qn('model_id')} IS NULL OR {qn('model_id')} = %s)",
+            [stage, model.pk],
+        )
+        rows = [
+            StagePolicy.from_db(connection.alias, [f.attname for f in fields],
+                                [f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v for f, v in zip(fields, row)])
+            for row in cursor.fetchall()
+        ]
     row = next((r for r in rows if r.model_id is not None), None) or next(iter(rows), None)
     if row is None:
         return EffectivePolicy(

@@ -7,7 +7,7 @@ caches statements with at most 50 parameters) and PostgreSQL plan a new text eac
 On these endpoints the database round trip, not the query, is the cost: each statement is a
 Django cursor, a psycopg execute and a wait on the socket (~0.2-0.3 ms of CPU and a context
 switch), while PostgreSQL answers an index probe in microseconds. `fetch_sets` sends several
-SELECTs as one message.
+SELECTs as one message, `execute_all` several writes.
 """
 
 from django.db import connection
@@ -54,3 +54,28 @@ def fetch_sets(statements: list[tuple[str, list]]) -> list[list[tuple]]:
     if len(results) != len(statements):
         raise RuntimeError(f"expected {len(statements)} result sets, got {len(results)}")
     return results
+
+
+def execute_all(statements: list[tuple[str, list]]) -> None:
+    """Run statements whose results nobody reads, in order: on PostgreSQL in one round trip, elsewhere one by one."""
+    if len(statements) < 2 or not _one_message():
+        with connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(";\n".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
+
+
+def insert_statement(instance, *, returning: str = "") -> tuple[str, list]:
+    """`INSERT` of one model instance's concrete columns (all but an auto primary key), values
+    prepared by their fields as the ORM would, without compiling a query: for execute_all and the
+    hot write paths. `returning`: a column to return (e.g. the primary key's)."""
+    meta = type(instance)._meta
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(instance, f.attname) is None)]
+    qn = connection.ops.quote_name
+    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+           f" VALUES ({', '.join(['%s'] * len(fields))})")
+    if returning:
+        sql += f" RETURNING {qn(returning)}"
+    return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]

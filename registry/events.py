@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.db import connection, transaction
 
+from core.sql import insert_statement
 from registry.models import Event
 
 log = logging.getLogger("stagegate.registry.events")
@@ -89,16 +90,10 @@ def record_event(*, type: str, model, actor=None, version: int | None = None, pa
 
 
 def _insert(event: Event) -> None:
-    """INSERT … RETURNING id of every column, values prepared by their fields as the ORM would,
-    without compiling a query each time (the outbox row is written by every registry change)."""
-    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-    qn = connection.ops.quote_name
+    """INSERT … RETURNING id (the outbox row is written by every registry change: no query compiled)."""
+    sql, params = insert_statement(event, returning=Event._meta.pk.column)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(Event._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {qn(Event._meta.pk.column)}",
-            [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields],
-        )
+        cursor.execute(sql, params)
         event.pk = cursor.fetchone()[0]
     event._state.adding, event._state.db = False, connection.alias
 

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
+from core.sql import execute_all, fetch_sets, insert_statement
 from registry import access, reads
 from registry.events import record_event, schedule_registration
 from registry.models import (
@@ -131,6 +132,41 @@ def _actor(user):
 
 def _lock_model(user, name: str, *, action: str = access.EDIT) -> RegisteredModel:
     return access.get_registered_model_for_user(user, name, action=action, lock=True)
+
+
+# The columns the one-trip lock reads: every plain one (JSON columns need their field's conversion;
+# an instance loads them on first use, deferred).
+_MODEL_COLUMNS = [f for f in RegisteredModel._meta.concrete_fields if not hasattr(f, "from_db_value")]
+_VERSION_COLUMNS = [f for f in ModelVersion._meta.concrete_fields if not hasattr(f, "from_db_value")]
+
+
+def _lock_model_and_version(user, name: str, version: int, *, action: str = access.EDIT,
+                            only: tuple[str, ...] = ()) -> tuple[RegisteredModel, ModelVersion]:
+    """`_lock_model` then `_lock_version` in one round trip on PostgreSQL: both SELECT … FOR UPDATE
+    travel as one message and run in that order (model, then version: the lock order of every
+    registry write), each finding the model through the visibility rule of the readers
+    (`access.visible_model_sql`). Same errors as the two calls: 404 for a model the user cannot
+    see, 403 for an action they may not take, then 404 for a missing version."""
+    model_id, params = access.visible_model_sql(user, name)
+    qn = connection.ops.quote_name
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    version_columns = [f for f in _VERSION_COLUMNS if not only or f.name in only or f.attname in only]
+    models, versions = fetch_sets([
+        (f"SELECT {', '.join(qn(f.column) for f in _MODEL_COLUMNS)} FROM {qn(RegisteredModel._meta.db_table)}"
+         f" WHERE {qn('id')} = ({model_id}){lock}", params),
+        (f"SELECT {', '.join(qn(f.column) for f in version_columns)} FROM {qn(ModelVersion._meta.db_table)}"
+         f" WHERE {qn('registered_model_id')} = ({model_id}) AND {qn('version')} = %s{lock}", [*params, version]),
+    ])
+    if not models:
+        raise access.not_found_model(name)
+    model = RegisteredModel.from_db(connection.alias, [f.attname for f in _MODEL_COLUMNS], models[0])
+    if action != access.READ:
+        access.check(user, model, action)
+    if not versions:
+        raise access.not_found_version(model.name, version)
+    mv = ModelVersion.from_db(connection.alias, [f.attname for f in version_columns], versions[0])
+    mv.registered_model = model
+    return model, mv
 
 
 def _lock_version(model: RegisteredModel, version: int, *, only: tuple[str, ...] = ()) -> ModelVersion:
@@ -276,8 +312,7 @@ def delete_registered_model_tag(*, name: str, key: str, user) -> None:
 def set_registered_model_alias(*, name: str, alias: str, version: int, user) -> RegisteredModelAlias:
     """Point `alias` at `version` (moving it if it pointed elsewhere). Locks the model."""
     alias = validate_alias(alias)
-    model = _lock_model(user, name)
-    mv = _lock_version(model, version)
+    model, mv = _lock_model_and_version(user, name, version)
     existing = RegisteredModelAlias.objects.filter(model=model, alias=alias).select_related("version").first()
     previous = existing.version.version if existing else None
     if existing:
@@ -572,8 +607,7 @@ def finish_model_version_registration(*, version_id: int) -> ModelVersion | None
 
 @transaction.atomic
 def update_model_version(*, name: str, version: int, user, description: str | None) -> ModelVersion:
-    model = _lock_model(user, name)
-    mv = _lock_version(model, version)
+    model, mv = _lock_model_and_version(user, name, version)
     previous = mv.description
     mv.description = description or ""
     mv.last_updated_timestamp = now_ms()
@@ -619,8 +653,7 @@ def transition_model_version_stage(
     target = canonical_stage(stage)
     # Readers get as far as the guard, which judges the move (staging/production levels, policies)
     # and tells them how to request it instead.
-    model = _lock_model(user, name, action=access.READ)
-    mv = _lock_version(model, version)
+    model, mv = _lock_model_and_version(user, name, version, action=access.READ)
     if mv.status == ModelVersion.FAILED and target not in (STAGE_NONE, STAGE_ARCHIVED):
         raise InvalidState(
             f"Model Version (name={model.name}, version={mv.version}) failed registration and cannot move to "
@@ -632,7 +665,6 @@ def transition_model_version_stage(
     from_stage = mv.current_stage
     mv.current_stage = target
     mv.last_updated_timestamp = ts
-    mv.save(update_fields=["current_stage", "last_updated_timestamp"])
     transitions = [
         StageTransition(
             version=mv, from_stage=from_stage, to_stage=target, user=_actor(user), timestamp=ts, comment=comment or "",
@@ -640,6 +672,15 @@ def transition_model_version_stage(
         )
     ]
     others = []
+    qn = connection.ops.quote_name
+    # The version's new stage, its transition row and the model's timestamp: one round trip.
+    execute_all([
+        (f"UPDATE {qn(ModelVersion._meta.db_table)} SET {qn('current_stage')} = %s, {qn('last_updated_timestamp')} = %s"
+         f" WHERE {qn('id')} = %s", [target, ts, mv.pk]),
+        insert_statement(transitions[0]),
+        (f"UPDATE {qn(RegisteredModel._meta.db_table)} SET {qn('last_updated_timestamp')} = %s WHERE {qn('id')} = %s", [ts, model.pk]),
+    ])
+    model.last_updated_timestamp = ts
     if archive_existing_versions and target != STAGE_ARCHIVED:
         others = list(
             ModelVersion.objects.select_for_update()
@@ -656,8 +697,7 @@ def transition_model_version_stage(
                     comment=f"Archived when version {mv.version} moved to {target}", is_system=True,
                 )
             )
-    StageTransition.objects.bulk_create(transitions)
-    _touch(model, ts)
+        StageTransition.objects.bulk_create(transitions[1:])
     # The events last: the first one takes the audit chain's head lock, held until commit.
     moves = [(mv.version, {
         "from_stage": from_stage, "to_stage": target, "archive_existing_versions": bool(archive_existing_versions),
@@ -677,8 +717,7 @@ def delete_model_version(*, name: str, version: int, user) -> None:
     never handed out again (the model's `last_version` counter keeps it)."""
     from core import artifacts
 
-    model = _lock_model(user, name, action=access.MANAGE)
-    mv = _lock_version(model, version)
+    model, mv = _lock_model_and_version(user, name, version, action=access.MANAGE)
     aliases = list(mv.aliases.values_list("alias", flat=True))
     storage_path = mv.storage_path
     for alias in aliases:
@@ -705,8 +744,7 @@ def delete_model_version(*, name: str, version: int, user) -> None:
 @transaction.atomic
 def set_model_version_tag(*, name: str, version: int, key: str, value: str, user) -> ModelVersionTag:
     key, value = _validate_tag(key, value)
-    model = _lock_model(user, name)
-    mv = _lock_version(model, version, only=TAG_WRITE_FIELDS)
+    model, mv = _lock_model_and_version(user, name, version, only=TAG_WRITE_FIELDS)
     tag = _upsert_tag(ModelVersionTag(version=mv, key=key, value=value), "version")
     record_event(
         type="model_version_tag.set", model=model, version=mv.version, actor=_actor(user), payload={"key": key, "value": value}
@@ -718,8 +756,7 @@ def set_model_version_tag(*, name: str, version: int, key: str, value: str, user
 def delete_model_version_tag(*, name: str, version: int, key: str, user) -> None:
     if not key:
         raise missing_parameter("key")
-    model = _lock_model(user, name)
-    mv = _lock_version(model, version, only=TAG_WRITE_FIELDS)
+    model, mv = _lock_model_and_version(user, name, version, only=TAG_WRITE_FIELDS)
     deleted, _ = ModelVersionTag.objects.filter(version=mv, key=key).delete()
     if deleted:
         record_event(type="model_version_tag.deleted", model=model, version=mv.version, actor=_actor(user), payload={"key": key})

@@ -30,9 +30,15 @@ def test_a_version_tag_costs_a_fixed_number_of_statements(owner, make_version, m
     with CaptureQueriesContext(connection) as queries:
         services.set_model_version_tag(name="m", version=mv.version, key="k", value="v", user=owner)
     sql = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
-    # model and version locks, the upsert, the outbox row, the audit append (1 on PostgreSQL)
-    append = ["WITH"] if connection.vendor == "postgresql" else ["UPDATE", "INSERT", "UPDATE"]
-    assert sql == ["SELECT", "SELECT", "INSERT", "INSERT", *append], [q["sql"][:90] for q in queries]
+    # model and version locks (one message on PostgreSQL, model first), the upsert, the outbox row,
+    # the audit append (1 on PostgreSQL)
+    if connection.vendor == "postgresql":
+        locks, append = ["SELECT"], ["WITH"]
+        first = next(q["sql"] for q in queries if "SAVEPOINT" not in q["sql"])
+        assert first.count("FOR UPDATE") == 2 and first.index("registry_registeredmodel") < first.index("registry_modelversion")
+    else:
+        locks, append = ["SELECT", "SELECT"], ["UPDATE", "INSERT", "UPDATE"]
+    assert sql == [*locks, "INSERT", "INSERT", *append], [q["sql"][:90] for q in queries]
     assert "ON CONFLICT" in next(q["sql"] for q in queries if "registry_modelversiontag" in q["sql"])
 
 
