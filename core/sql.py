@@ -67,15 +67,27 @@ def execute_all(statements: list[tuple[str, list]]) -> None:
         cursor.execute(";\n".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
 
 
-def insert_statement(instance, *, returning: str = "") -> tuple[str, list]:
-    """`INSERT` of one model instance's concrete columns (all but an auto primary key), values
-    prepared by their fields as the ORM would, without compiling a query: for execute_all and the
-    hot write paths. `returning`: a column to return (e.g. the primary key's)."""
-    meta = type(instance)._meta
-    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(instance, f.attname) is None)]
+def insert_statement(*instances, returning: str = "") -> tuple[str, list]:
+    """One `INSERT` of model instances (of one model) with all their concrete columns but an auto
+    primary key, values prepared by their fields as the ORM would, without compiling a query: for
+    execute_all and the hot write paths. `returning`: a column to return (e.g. the primary key's)."""
+    meta = type(instances[0])._meta
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(instances[0], f.attname) is None)]
     qn = connection.ops.quote_name
-    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
-           f" VALUES ({', '.join(['%s'] * len(fields))})")
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES {', '.join([row] * len(instances))}"
     if returning:
         sql += f" RETURNING {qn(returning)}"
-    return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
+
+
+def row_by_pk(model, pk, *, lock: bool = False):
+    """`model.objects[.select_for_update()].filter(pk=pk).first()` without compiling a query (`lock`:
+    inside a transaction): every plain column, JSON ones left deferred (they need their field's
+    conversion; the instance loads them on first use). None when there is no such row."""
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not hasattr(f, "from_db_value")]
+    qn = connection.ops.quote_name
+    suffix = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    rows = fetch(f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s{suffix}", [pk])
+    return model.from_db(connection.alias, [f.attname for f in fields], rows[0]) if rows else None

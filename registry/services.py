@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
-from core.sql import execute_all, fetch_sets, insert_statement
+from core.sql import execute_all, fetch_sets, insert_statement, row_by_pk
 from registry import access, reads
 from registry.events import record_event, schedule_registration
 from registry.models import (
@@ -547,7 +547,7 @@ def finish_model_version_registration(*, version_id: int) -> ModelVersion | None
     outside any lock; the status change locks the model, then the version."""
     from core import artifacts
 
-    mv = ModelVersion.objects.select_related("registered_model").filter(pk=version_id).first()
+    mv = row_by_pk(ModelVersion, version_id)
     if mv is None or mv.status != ModelVersion.PENDING:
         return mv
     result, flavors, signature, error = None, {}, None, ""
@@ -572,12 +572,13 @@ def finish_model_version_registration(*, version_id: int) -> ModelVersion | None
         except Exception:
             log.exception("could not clean %s", mv.storage_path)
     with transaction.atomic():
-        model = RegisteredModel.objects.select_for_update().filter(pk=mv.registered_model_id).first()
+        model = row_by_pk(RegisteredModel, mv.registered_model_id, lock=True)
         if model is None:
             return None
-        locked = ModelVersion.objects.select_for_update().filter(pk=mv.pk).first()
+        locked = row_by_pk(ModelVersion, mv.pk, lock=True)
         if locked is None or locked.status != ModelVersion.PENDING:
             return locked
+        locked.registered_model = model
         ts = now_ms()
         locked.last_updated_timestamp = ts
         if error:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connection, transaction
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
+from core.sql import execute_all, insert_statement, row_by_pk
 from tracking.models import (
     ACTIVE,
     DELETED,
@@ -99,7 +100,9 @@ def _check_active_experiment(experiment: Experiment) -> None:
 
 def _lock_run(run: Run) -> Run:
     """Re-read the run under a row lock; call inside transaction.atomic()."""
-    locked = Run.objects.select_for_update().get(pk=run.pk)
+    locked = row_by_pk(Run, run.pk, lock=True)
+    if locked is None:
+        raise DoesNotExist(f"Run with id={run.pk} not found")  # deleted since it was read
     _check_active_run(locked)
     return locked
 
@@ -405,27 +408,17 @@ def _write_metrics(run: Run, points: list[MetricPoint]) -> None:
             Metric.objects.bulk_update(to_update, ["model_id", "dataset_name", "dataset_digest"])
     else:
         to_insert = points
-    Metric.objects.bulk_create(
-        [
-            Metric(
-                run=run,
-                key=p.key,
-                value=p.stored_value,
-                is_nan=p.is_nan,
-                timestamp=p.timestamp,
-                step=p.step,
-                model_id=p.model_id,
-                dataset_name=p.dataset_name,
-                dataset_digest=p.dataset_digest,
-            )
-            for p in to_insert
-        ]
-    )
-    _upsert_latest(run, points)
+    history = [
+        Metric(run=run, key=p.key, value=p.stored_value, is_nan=p.is_nan, timestamp=p.timestamp, step=p.step,
+               model_id=p.model_id, dataset_name=p.dataset_name, dataset_digest=p.dataset_digest)
+        for p in to_insert
+    ]
+    # The history rows and the latest values: one round trip on PostgreSQL.
+    execute_all(([insert_statement(*history)] if history else []) + [_upsert_latest(run, points)])
 
 
-def _upsert_latest(run: Run, points: list[MetricPoint]) -> None:
-    """Bring LatestMetric up to date in one statement: the newest point of the batch per key
+def _upsert_latest(run: Run, points: list[MetricPoint]) -> tuple[str, list]:
+    """The statement that brings LatestMetric up to date: the newest point of the batch per key
     (the first of equals, as one by one would keep), inserted, or written over the stored row only
     where it is newer by MLflow's rule (higher step, then later timestamp, then larger value, NaN
     counting as 0), which the database compares as a row value."""
@@ -439,15 +432,14 @@ def _upsert_latest(run: Run, points: list[MetricPoint]) -> None:
     columns = ("run_id", "key", "value", "is_nan", "timestamp", "step")
     order = ", ".join(f"{{0}}.{qn(c)}" for c in ("step", "timestamp", "value"))
     rows = [(run.pk, p.key, p.stored_value, p.is_nan, p.timestamp, p.step) for p in newest.values()]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES "
-            + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
-            + f" ON CONFLICT ({qn('run_id')}, {qn('key')}) DO UPDATE SET "
-            + ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("value", "is_nan", "timestamp", "step"))
-            + f" WHERE ({order.format('excluded')}) > ({order.format(table)})",
-            [value for row in rows for value in row],
-        )
+    return (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+        + f" ON CONFLICT ({qn('run_id')}, {qn('key')}) DO UPDATE SET "
+        + ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in ("value", "is_nan", "timestamp", "step"))
+        + f" WHERE ({order.format('excluded')}) > ({order.format(table)})",
+        [value for row in rows for value in row],
+    )
 
 
 def _write_params(run: Run, params: list[tuple[str, str]]) -> None:
