@@ -81,13 +81,28 @@ def insert_statement(*instances, returning: str = "") -> tuple[str, list]:
     return sql, [f.get_db_prep_save(f.pre_save(instance, True), connection) for instance in instances for f in fields]
 
 
-def row_by_pk(model, pk, *, lock: bool = False):
-    """`model.objects[.select_for_update()].filter(pk=pk).first()` without compiling a query (`lock`:
-    inside a transaction): every plain column, JSON ones left deferred (they need their field's
-    conversion; the instance loads them on first use). None when there is no such row."""
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if not hasattr(f, "from_db_value")]
+def plain_fields(model) -> list:
+    """The concrete fields whose database value is the Python value (JSON ones need their field's
+    conversion, so the hand-written selects leave them deferred: an instance loads them on first use)."""
+    return [f for f in model._meta.concrete_fields if not hasattr(f, "from_db_value")]
+
+
+def select_plain(model, where: str, params: list, *, lock: bool = False) -> tuple[str, list]:
+    """`SELECT <plain columns> FROM <model's table> WHERE <where>` [FOR UPDATE], for fetch/fetch_sets;
+    turn its rows into instances with `instance`."""
     qn = connection.ops.quote_name
     suffix = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
-    rows = fetch(f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s{suffix}", [pk])
-    return model.from_db(connection.alias, [f.attname for f in fields], rows[0]) if rows else None
+    columns = ", ".join(qn(f.column) for f in plain_fields(model))
+    return f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {where}{suffix}", params
+
+
+def instance(model, rows: list):
+    """The instance of the first row of a `select_plain` result (None without rows), as the ORM builds it."""
+    return model.from_db(connection.alias, [f.attname for f in plain_fields(model)], rows[0]) if rows else None
+
+
+def row_by_pk(model, pk, *, lock: bool = False):
+    """`model.objects[.select_for_update()].filter(pk=pk).first()` without compiling a query (`lock`:
+    inside a transaction), JSON columns deferred. None when there is no such row."""
+    column = connection.ops.quote_name(model._meta.pk.column)
+    return instance(model, fetch(*select_plain(model, f"{column} = %s", [pk], lock=lock)))

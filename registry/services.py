@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
-from core.sql import execute_all, fetch_sets, insert_statement, row_by_pk
+from core.sql import execute_all, fetch, fetch_sets, insert_statement, instance, row_by_pk, select_plain
 from registry import access, reads
 from registry.events import record_event, schedule_registration
 from registry.models import (
@@ -41,7 +41,6 @@ MAX_NAME_LENGTH = 256
 MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 100_000
 MAX_ALIAS_LENGTH = 255
-TAG_WRITE_FIELDS = ("id", "registered_model", "version")
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -131,51 +130,41 @@ def _actor(user):
 
 
 def _lock_model(user, name: str, *, action: str = access.EDIT) -> RegisteredModel:
-    return access.get_registered_model_for_user(user, name, action=action, lock=True)
+    return _lock_model_and_version(user, name, None, action=action)[0]
 
 
-# The columns the one-trip lock reads: every plain one (JSON columns need their field's conversion;
-# an instance loads them on first use, deferred).
-_MODEL_COLUMNS = [f for f in RegisteredModel._meta.concrete_fields if not hasattr(f, "from_db_value")]
-_VERSION_COLUMNS = [f for f in ModelVersion._meta.concrete_fields if not hasattr(f, "from_db_value")]
-
-
-def _lock_model_and_version(user, name: str, version: int, *, action: str = access.EDIT,
-                            only: tuple[str, ...] = ()) -> tuple[RegisteredModel, ModelVersion]:
-    """`_lock_model` then `_lock_version` in one round trip on PostgreSQL: both SELECT … FOR UPDATE
-    travel as one message and run in that order (model, then version: the lock order of every
+def _lock_model_and_version(user, name: str, version: int | None, *,
+                            action: str = access.EDIT) -> tuple[RegisteredModel, ModelVersion | None]:
+    """Lock the model (and `version` of it) in one round trip on PostgreSQL: the SELECT … FOR UPDATE
+    statements travel as one message and run in order (model, then version: the lock order of every
     registry write), each finding the model through the visibility rule of the readers
-    (`access.visible_model_sql`). Same errors as the two calls: 404 for a model the user cannot
-    see, 403 for an action they may not take, then 404 for a missing version."""
+    (`access.visible_model_sql`); no ORM compile. Errors as get_registered_model_for_user: 404 for a
+    model the user cannot see, 403 for an action they may not take, then 404 for a missing version.
+    The version's JSON columns (flavors, signature) are left deferred."""
     model_id, params = access.visible_model_sql(user, name)
-    qn = connection.ops.quote_name
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    version_columns = [f for f in _VERSION_COLUMNS if not only or f.name in only or f.attname in only]
-    models, versions = fetch_sets([
-        (f"SELECT {', '.join(qn(f.column) for f in _MODEL_COLUMNS)} FROM {qn(RegisteredModel._meta.db_table)}"
-         f" WHERE {qn('id')} = ({model_id}){lock}", params),
-        (f"SELECT {', '.join(qn(f.column) for f in version_columns)} FROM {qn(ModelVersion._meta.db_table)}"
-         f" WHERE {qn('registered_model_id')} = ({model_id}) AND {qn('version')} = %s{lock}", [*params, version]),
-    ])
-    if not models:
+    statements = [select_plain(RegisteredModel, f'"id" = ({model_id})', params, lock=True)]
+    if version is not None:
+        statements.append(select_plain(ModelVersion, f'"registered_model_id" = ({model_id}) AND "version" = %s',
+                                       [*params, version], lock=True))
+    found = fetch_sets(statements)
+    model = instance(RegisteredModel, found[0])
+    if model is None:
         raise access.not_found_model(name)
-    model = RegisteredModel.from_db(connection.alias, [f.attname for f in _MODEL_COLUMNS], models[0])
     if action != access.READ:
         access.check(user, model, action)
-    if not versions:
+    if version is None:
+        return model, None
+    mv = instance(ModelVersion, found[1])
+    if mv is None:
         raise access.not_found_version(model.name, version)
-    mv = ModelVersion.from_db(connection.alias, [f.attname for f in version_columns], versions[0])
     mv.registered_model = model
     return model, mv
 
 
-def _lock_version(model: RegisteredModel, version: int, *, only: tuple[str, ...] = ()) -> ModelVersion:
-    """Lock one version of the (already locked) model. `only`: the columns the caller reads (tag
-    writes need the id and number; the flavors and signature JSON are the costly part of a row)."""
-    queryset = ModelVersion.objects.select_for_update().filter(registered_model=model, version=version).order_by()
-    if only:
-        queryset = queryset.only(*only)
-    mv = next(iter(queryset[:1]), None)
+def _lock_version(model: RegisteredModel, version: int) -> ModelVersion:
+    """Lock one version of the (already locked) model; its JSON columns are left deferred."""
+    mv = instance(ModelVersion, fetch(*select_plain(ModelVersion, '"registered_model_id" = %s AND "version" = %s',
+                                                     [model.pk, version], lock=True)))
     if mv is None:
         raise access.not_found_version(model.name, version)
     mv.registered_model = model
@@ -745,7 +734,7 @@ def delete_model_version(*, name: str, version: int, user) -> None:
 @transaction.atomic
 def set_model_version_tag(*, name: str, version: int, key: str, value: str, user) -> ModelVersionTag:
     key, value = _validate_tag(key, value)
-    model, mv = _lock_model_and_version(user, name, version, only=TAG_WRITE_FIELDS)
+    model, mv = _lock_model_and_version(user, name, version)
     tag = _upsert_tag(ModelVersionTag(version=mv, key=key, value=value), "version")
     record_event(
         type="model_version_tag.set", model=model, version=mv.version, actor=_actor(user), payload={"key": key, "value": value}
@@ -757,7 +746,7 @@ def set_model_version_tag(*, name: str, version: int, key: str, value: str, user
 def delete_model_version_tag(*, name: str, version: int, key: str, user) -> None:
     if not key:
         raise missing_parameter("key")
-    model, mv = _lock_model_and_version(user, name, version, only=TAG_WRITE_FIELDS)
+    model, mv = _lock_model_and_version(user, name, version)
     deleted, _ = ModelVersionTag.objects.filter(version=mv, key=key).delete()
     if deleted:
         record_event(type="model_version_tag.deleted", model=model, version=mv.version, actor=_actor(user), payload={"key": key})
