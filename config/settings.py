@@ -282,6 +282,9 @@ STAGEGATE_ADMIN_EMAIL = env_str("STAGEGATE_ADMIN_EMAIL", "admin@localhost")
 STAGEGATE_BASIC_AUTH_CACHE_SECONDS = env_int("STAGEGATE_BASIC_AUTH_CACHE_SECONDS", 300)
 # PostgreSQL: no health-check round trip for a connection that answered this recently (core/db; 0 = check every request).
 STAGEGATE_DB_ALIVE_BYPASS_MS = env_int("STAGEGATE_DB_ALIVE_BYPASS_MS", 1000)
+# After a registry write commits, its process asks for the background run (event dispatch, registration)
+# this much later, together with the other writes of that moment (registry/events.py; 0 = at once).
+STAGEGATE_PUBLISH_DELAY_MS = env_int("STAGEGATE_PUBLISH_DELAY_MS", 20)
 # Base URL used in links sent by mail and in guiding error messages.
 STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", "http://127.0.0.1:8000")
 # The header's review-inbox count: pending requests the signed-in user may decide.

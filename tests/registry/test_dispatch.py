@@ -102,10 +102,12 @@ def test_concurrent_claims_never_take_an_event_twice(owner):
 
 
 @pytest.fixture
-def flag_broker(monkeypatch):
-    """The producer on real Redis (not eager), with publishes recorded instead of sent."""
+def flag_broker(monkeypatch, settings):
+    """The producer on real Redis (not eager), with publishes recorded instead of sent; the flag
+    is checked right after each commit (no publisher delay), so each step can be asserted."""
     from config.celery import app
 
+    settings.STAGEGATE_PUBLISH_DELAY_MS = 0
     url = _redis_url()
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
@@ -172,6 +174,27 @@ def test_an_unreachable_flag_store_publishes_anyway(owner, flag_broker, monkeypa
     services.create_registered_model(name="m", user=owner)
     services.set_registered_model_tag(name="m", key="a", value="1", user=owner)
     assert published == [(), ()]
+
+
+def test_the_publisher_turns_a_moment_of_commits_into_one_flag_check_after_the_answer(owner, flag_broker, settings):
+    """With a publisher delay the committing request does not touch Redis: its process publishes a
+    moment later, once for all the commits of that moment."""
+    import time
+
+    settings.STAGEGATE_PUBLISH_DELAY_MS = 300
+    published = flag_broker
+    services.create_registered_model(name="m", user=owner)
+    services.set_registered_model_tag(name="m", key="a", value="1", user=owner)
+    services.set_registered_model_tag(name="m", key="b", value="1", user=owner)
+    assert published == [] and not _flag_up()  # nothing yet: the writes answered without Redis
+    deadline = time.monotonic() + 10
+    while not published and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert len(published) == 1 and _flag_up()
+    [(key,)] = published
+    assert tasks.dispatch_events(key) == 3
+    assert not Event.objects.filter(dispatched_at__isnull=True).exists()
 
 
 def test_eager_tasks_need_no_flag(owner):
