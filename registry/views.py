@@ -446,7 +446,6 @@ def _signature(mv) -> dict | None:
 
 
 def _version_context(request, mv, level) -> dict:
-    model = mv.registered_model
     run = mv.source_run if mv.source_run_id else None
     from tracking.models import LoggedModel
 
