@@ -33,30 +33,38 @@ def register_model_version(version_id: int) -> str | None:
 
 
 def claim_registrations(*, limit: int = REGISTRATION_BATCH) -> list[int]:
-    """Take up to `limit` PENDING versions whose registration nobody holds, oldest first, with one
-    conditional UPDATE … RETURNING (as `claim` does for events): a second run, the sweep or a
-    redelivered message gets none of them until the lease lapses. Returns their ids in order."""
+    """Take up to `limit` PENDING versions whose registration nobody holds, oldest first (`_claim`):
+    a second run, the sweep or a redelivered message gets none of them until the lease lapses."""
     from tracking.models import now_ms
 
-    table = connection.ops.quote_name(ModelVersion._meta.db_table)
-    skip = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    free = "status = %s AND (registration_claimed_until IS NULL OR registration_claimed_until < %s)"
     now = now_ms()
-    lease = now + int(REGISTRATION_LEASE.total_seconds() * 1000)
+    return _claim(
+        ModelVersion, "status = %s AND (registration_claimed_until IS NULL OR registration_claimed_until < %s)",
+        [ModelVersion.PENDING, now], "registration_claimed_until = %s", [now + int(REGISTRATION_LEASE.total_seconds() * 1000)], limit,
+    )
+
+
+def _claim(model, free: str, free_params: list, claim: str, claim_params: list, limit: int) -> list[int]:
+    """Claim up to `limit` rows of `model` that match `free`, oldest id first, by setting `claim` on
+    them, in one statement; returns their ids in order. On PostgreSQL the rows are picked once
+    (a MATERIALIZED CTE) with FOR UPDATE SKIP LOCKED: rows another worker is claiming are skipped,
+    not waited for, and `free` is re-checked on each row as it is when locked, so a row is never
+    claimed twice (as `id IN (…)` PostgreSQL may rescan the locking subquery per row, and a rescan
+    skips the rows the statement has just claimed and takes the next ones, past the limit)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    skip = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     pick = f"SELECT id FROM {table} WHERE {free} ORDER BY id LIMIT %s{skip}"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # Picked once (MATERIALIZED): as `id IN (…)` PostgreSQL may rescan the locking subquery
-            # per row, and a rescan skips the rows this statement has just claimed and takes the next.
             cursor.execute(
-                f"WITH picked AS MATERIALIZED ({pick}) UPDATE {table} SET registration_claimed_until = %s"
+                f"WITH picked AS MATERIALIZED ({pick}) UPDATE {table} SET {claim}"
                 f" FROM picked WHERE {table}.id = picked.id RETURNING {table}.id",
-                [ModelVersion.PENDING, now, limit, lease],
+                [*free_params, limit, *claim_params],
             )
         else:
             cursor.execute(
-                f"UPDATE {table} SET registration_claimed_until = %s WHERE {free} AND id IN ({pick}) RETURNING id",
-                [lease, ModelVersion.PENDING, now, ModelVersion.PENDING, now, limit],
+                f"UPDATE {table} SET {claim} WHERE {free} AND id IN ({pick}) RETURNING id",
+                [*claim_params, *free_params, *free_params, limit],
             )
         return sorted(row[0] for row in cursor.fetchall())
 
@@ -93,24 +101,14 @@ def _drain(task, flag: str | None, claim_batch, handle, size: int) -> int:
 
 
 def claim(*, limit: int = BATCH) -> list[int]:
-    """Take up to `limit` events, oldest first, with one conditional UPDATE … RETURNING: only
-    undispatched rows whose lease is free, so a second worker, a retry or a redelivery gets
-    none of them. Returns the claimed ids (in id order)."""
-    table = connection.ops.quote_name(Event._meta.db_table)
-    # PostgreSQL: rows another worker is claiming right now are skipped, not waited for; the outer
-    # conditions are re-checked on the row as it is when locked, so a row is never claimed twice.
-    skip = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    free = "dispatched_at IS NULL AND (claimed_until IS NULL OR claimed_until < %s)"
+    """Take up to `limit` undispatched events whose lease is free, oldest first (`_claim`), so a second
+    worker, a retry or a redelivery gets none of them. Returns the claimed ids (in id order)."""
     now = timezone.now()
     stamp = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1"
-            f" WHERE {free} AND id IN (SELECT id FROM {table} WHERE {free} ORDER BY id LIMIT %s{skip})"
-            " RETURNING id",
-            [connection.ops.adapt_datetimefield_value(now + CLAIM_LEASE), stamp, stamp, limit],
-        )
-        return sorted(row[0] for row in cursor.fetchall())
+    return _claim(
+        Event, "dispatched_at IS NULL AND (claimed_until IS NULL OR claimed_until < %s)", [stamp],
+        "claimed_until = %s, attempts = attempts + 1", [connection.ops.adapt_datetimefield_value(now + CLAIM_LEASE)], limit,
+    )
 
 
 def deliver(batch: list[Event]) -> list[Event]:

@@ -82,6 +82,17 @@ def test_batched_fan_out_matches_each_event_to_its_models_webhooks(owner, manual
     assert sorted(d.model_name for d in everywhere.deliveries.all()) == ["a", "b"]
 
 
+def test_a_claim_takes_no_more_than_its_limit_oldest_first(db):
+    """The rows are picked once: PostgreSQL rescanning a locking `id IN (… LIMIT …)` had claimed past the limit."""
+    Event.objects.bulk_create([Event(type="registered_model.created", model_name=f"m{i}") for i in range(7)])
+    ids = list(Event.objects.order_by("id").values_list("id", flat=True))
+    assert tasks.claim(limit=3) == ids[:3]
+    assert tasks.claim(limit=3) == ids[3:6]
+    assert tasks.claim(limit=3) == ids[6:]
+    assert tasks.claim(limit=3) == []
+    assert set(Event.objects.values_list("attempts", flat=True)) == {1}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_never_take_an_event_twice(owner):
     require_postgresql()
