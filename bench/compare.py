@@ -513,10 +513,15 @@ def measured(server: "Server", run) -> tuple:
     return stats, elapsed, (web / ops * 1000, (total - web) / ops * 1000)
 
 
-def report_mix(title: str, results: dict):
-    print(f"\n## {title}")
-    print(f"{'endpoint':40} {'MLflow ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'Stagegate ops/s':>15} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'errors M/S':>10}")
-    ops = sorted(set(results["mlflow"][0].latencies) | set(results["stagegate"][0].latencies))
+def report_mix(title: str, results: dict, *, timeouts: dict | None = None, width: int = 40):
+    """Print the side-by-side table of one mix (`title` as its heading when given); with `timeouts`
+    ({server: {op: count}}) a column of the requests the client gave up on. Returns
+    {op: (MLflow ops/s, MLflow p99, Stagegate ops/s, Stagegate p99)}."""
+    if title:
+        print(f"\n## {title}")
+    late_head = f" {'timeouts M/S':>12}" if timeouts is not None else ""
+    print(f"{'endpoint':{width}} {'MLflow ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'Stagegate ops/s':>15} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} {'errors M/S':>10}{late_head}")
+    ops = sorted({op for stats, _, _ in results.values() for op in (*stats.latencies, *stats.errors)})
     totals = {}
     for op in ops + ["ALL"]:
         row = []
@@ -524,13 +529,17 @@ def report_mix(title: str, results: dict):
             stats, elapsed, _ = results[name]
             lat = [x for values in stats.latencies.values() for x in values] if op == "ALL" else stats.latencies.get(op, [])
             errors = sum(stats.errors.values()) if op == "ALL" else stats.errors.get(op, 0)
-            row.append((len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, errors))
-        (mt, m50, m99, me), (st, s50, s99, se) = row
+            late = 0
+            if timeouts is not None:
+                late = sum(timeouts[name].values()) if op == "ALL" else timeouts[name].get(op, 0)
+            row.append((len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, errors, late))
+        (mt, m50, m99, me, ml), (st, s50, s99, se, sl) = row
         ratio = st / mt if mt else float("inf")
         totals[op] = (mt, m99, st, s99)
-        print(f"{op:40} {mt:12.1f} {m50:8.1f} {m99:8.1f} | {st:15.1f} {s50:8.1f} {s99:8.1f} | {ratio:6.2f} {me:>4}/{se:<4}")
+        late_cell = f" {ml:>6}/{sl:<5}" if timeouts is not None else ""
+        print(f"{op:{width}} {mt:12.1f} {m50:8.1f} {m99:8.1f} | {st:15.1f} {s50:8.1f} {s99:8.1f} | {ratio:6.2f} {me:>4}/{se:<4}{late_cell}")
     (mw, mj), (sw, sj) = results["mlflow"][2], results["stagegate"][2]
-    print(f"{'server CPU per op, ms (web + job runners)':40} {mw:12.2f} + {mj:.2f}{'':>8} | {sw:15.2f} + {sj:.2f}")
+    print(f"{'server CPU per op, ms (web + job runners)':{width}} {mw:12.2f} + {mj:.2f}{'':>8} | {sw:15.2f} + {sj:.2f}")
     return totals
 
 

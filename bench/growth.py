@@ -46,6 +46,7 @@ from bench.compare import (  # noqa: E402
     percentile,
     read_ops,
     recreate_database,
+    report_mix,
     sh,
 )
 
@@ -114,26 +115,6 @@ def counting_timeouts(ops: dict, timeouts: dict) -> dict:
         return go
 
     return {op: wrap(op, fn) for op, fn in ops.items()}
-
-
-def report_side_by_side(results: dict, timeouts: dict):
-    """compare.py's report_mix with room for the long endpoint names and a column of timeouts."""
-    print(f"{'endpoint':46} {'MLflow ops/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'Stagegate ops/s':>15} {'p50 ms':>8} {'p99 ms':>8} | "
-          f"{'ratio':>6} {'errors M/S':>10} {'timeouts M/S':>12}")
-    ops = sorted(set(results["mlflow"][0].latencies) | set(results["mlflow"][0].errors) | set(results["stagegate"][0].latencies))
-    for op in ops + ["ALL"]:
-        row = []
-        for name in ("mlflow", "stagegate"):
-            stats, elapsed, _ = results[name]
-            lat = [x for values in stats.latencies.values() for x in values] if op == "ALL" else stats.latencies.get(op, [])
-            errors = sum(stats.errors.values()) if op == "ALL" else stats.errors.get(op, 0)
-            late = sum(timeouts[name].values()) if op == "ALL" else timeouts[name].get(op, 0)
-            row.append((len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, errors, late))
-        (mt, m50, m99, me, ml), (st, s50, s99, se, sl) = row
-        ratio = st / mt if mt else float("inf")
-        print(f"{op:46} {mt:12.1f} {m50:8.1f} {m99:8.1f} | {st:15.1f} {s50:8.1f} {s99:8.1f} | {ratio:6.2f} {me:>4}/{se:<5} {ml:>6}/{sl:<5}")
-    (mw, mj), (sw, sj) = results["mlflow"][2], results["stagegate"][2]
-    print(f"{'server CPU per op, ms (web + job runners)':46} {mw:12.2f} + {mj:.2f}{'':>8} | {sw:15.2f} + {sj:.2f}")
 
 
 def growth_ops(client: Client, world: World, rng: random.Random, big_model: str) -> dict:
@@ -253,7 +234,7 @@ def main():
             rendered = page_bench.pages(n=args.pages)
             results[step] = (stats, elapsed, rss, rendered)
             if args.mlflow:
-                report_side_by_side(side, timeouts)
+                report_mix("", side, timeouts=timeouts, width=46)
                 print(f"errors: MLflow {dict(side['mlflow'][0].errors)}, Stagegate {dict(stats.errors)}")
                 print(f"peak RSS: MLflow all processes {mlflow.peak_rss / 2**20:.0f} MB, web (without its huey job runners) "
                       f"{mlflow.peak_web_rss / 2**20:.0f} MB; Stagegate all gunicorn processes {rss / 2**20:.0f} MB")
