@@ -2,6 +2,7 @@
 
 A check is a small JSON object (the same shape in the policy API, the admin and the evidence):
   {"type": "version_ready"}
+  {"type": "valid_mlflow_model"}                                       registration found an MLmodel with flavors
   {"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}         source run's latest value
   {"type": "tag", "key": "validation", "value": "passed"}              a version tag with that value
   {"type": "min_hours_in_stage", "stage": "Staging", "hours": 24}      time spent in another stage first
@@ -23,7 +24,7 @@ OPERATORS = {
     "=": operator.eq,
     "!=": operator.ne,
 }
-TYPES = ("version_ready", "metric", "tag", "min_hours_in_stage")
+TYPES = ("version_ready", "valid_mlflow_model", "metric", "tag", "min_hours_in_stage")
 
 
 def _bad(index: int, message: str) -> InvalidParameter:
@@ -47,7 +48,7 @@ def validate_checks(checks) -> list[dict]:
         kind = check.get("type")
         if kind not in TYPES:
             raise _bad(i, f"unknown type {kind!r}; use one of {', '.join(TYPES)}.")
-        if kind == "version_ready":
+        if kind in ("version_ready", "valid_mlflow_model"):
             result.append({"type": kind})
         elif kind == "metric":
             key, op, value = check.get("key"), check.get("op", "<="), check.get("value")
@@ -81,6 +82,8 @@ def describe(check: dict) -> str:
     kind = check["type"]
     if kind == "version_ready":
         return "version is READY"
+    if kind == "valid_mlflow_model":
+        return "version is a valid MLflow model"
     if kind == "metric":
         return f"{check['key']} {check['op']} {check['value']:g}"
     if kind == "tag":
@@ -108,6 +111,13 @@ def evaluate_check(check: dict, version, now: int) -> tuple[bool, str]:
     if kind == "version_ready":
         ok = version.status == "READY"
         return ok, f"version status is {version.status}"
+    if kind == "valid_mlflow_model":
+        # The evidence is what registration found in the version's own copy (registry.services.inspect_model_folder).
+        ok = version.status == "READY" and not version.is_external and bool(version.flavors)
+        found = version.inspection or (
+            f"MLflow model: flavors {', '.join(sorted(version.flavors))}." if version.flavors else f"version status is {version.status}"
+        )
+        return ok, found
     if kind == "metric":
         from tracking.models import LatestMetric
 

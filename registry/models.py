@@ -146,6 +146,12 @@ class ModelVersion(models.Model):
     registration_claimed_until = models.BigIntegerField(null=True, blank=True)
     flavors = models.JSONField(default=dict, blank=True)
     signature = models.JSONField(null=True, blank=True)
+    # A source outside the server's artifact store (s3://, gs://, …): a reference, READY at creation,
+    # never fetched by the server (registry.sources). The download URI is then the source itself.
+    is_external = models.BooleanField(default=False)
+    # What registration found at the source ("MLflow model: flavors …", "Not an MLflow model: …"):
+    # evidence a policy check (`valid_mlflow_model`) can require.
+    inspection = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["registered_model_id", "-version"]
@@ -166,7 +172,7 @@ class ModelVersion(models.Model):
 
     def download_uri(self) -> str:
         """Where the client downloads the files: the version's own copy once READY."""
-        if self.status == self.READY and self.storage_path:
+        if self.status == self.READY and self.storage_path and not self.is_external:
             return "mlflow-artifacts:/" + self.storage_path.strip("/")
         return self.source
 

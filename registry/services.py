@@ -13,13 +13,12 @@ import re
 from collections.abc import Iterable
 
 import yaml
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 
-from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
+from core.errors import AlreadyExists, InvalidParameter, InvalidState, missing_parameter
 from core.sql import execute_all, fetch, fetch_sets, insert_statement, instance, row_by_pk, select_plain
-from registry import access, reads
+from registry import access, reads, sources
 from registry.events import record_event, schedule_registration
 from registry.models import (
     BUILT_IN_STAGES,
@@ -33,7 +32,7 @@ from registry.models import (
     Stage,
     StageTransition,
 )
-from tracking.models import LoggedModel, LoggedModelTag, Run, now_ms
+from tracking.models import LoggedModel, LoggedModelTag, now_ms
 
 log = logging.getLogger("stagegate.registry")
 
@@ -352,9 +351,7 @@ def get_model_version_by_alias(*, name: str, alias: str, user) -> ModelVersion:
 # --------------------------------------------------------------------------- model versions
 
 
-def _logged_model_id_from_source(source: str) -> str | None:
-    match = re.fullmatch(r"models:/(m-[0-9a-f]{32})/?", source or "")
-    return match.group(1) if match else None
+INSPECTED_EXTERNAL = "External source, not copied: the server never fetches it."
 
 
 @transaction.atomic
@@ -369,43 +366,36 @@ def create_model_version(
     run_link: str = "",
     description: str = "",
 ) -> ModelVersion:
-    """Create the next version of `name` as PENDING_REGISTRATION and ask for its registration
-    (`registry.tasks.register_pending`) on commit. Locks the model row: numbers are unique and never reused.
+    """Create the next version of `name`. Locks the model row: numbers are unique and never reused.
 
-    Raises DoesNotExist for a missing model (MLflow's text), InvalidParameter for a bad source/model_id.
+    The source goes through `registry.sources.resolve` as `user`: everything it names must be readable
+    by them, or nothing is written. A source inside the artifact store starts PENDING_REGISTRATION and
+    asks for its registration (`registry.tasks.register_pending`) on commit; an external one is READY
+    at once (a reference, never fetched). The logged model it names is tagged only when `user` may edit it.
+
+    Raises DoesNotExist (the model, or an object the source names that the user cannot see),
+    PermissionDenied, InvalidParameter (a bad source, run_id/model_id not containing it).
     """
     if not source:
         raise missing_parameter("source")
     pairs = _tag_pairs(tags)
     model = _lock_model(user, _validate_name(name))
-    logged_model = None
-    if not model_id:
-        model_id = _logged_model_id_from_source(source)
-        logged_model = LoggedModel.objects.filter(model_id=model_id).first() if model_id else None
-        if logged_model is None:
-            model_id = None
-    else:
-        logged_model = LoggedModel.objects.filter(model_id=model_id).first()
-        if logged_model is None:
-            raise DoesNotExist(f"Logged model with ID '{model_id}' not found.")
-        if _logged_model_id_from_source(source) not in (None, model_id):
-            raise InvalidParameter(f"The source '{source}' does not match the logged model '{model_id}'.")
-    if not run_id and logged_model is not None and logged_model.source_run_id:
-        run_id = logged_model.source_run_id
-    run = Run.objects.filter(run_uuid=run_id).only("run_uuid").first() if run_id else None
+    resolved = sources.resolve(source=source, user=user, run_id=run_id or None, model_id=model_id or None)
+    run, logged_model = resolved.run, resolved.logged_model
 
     ts = now_ms()
     number = model.last_version + 1
     model.last_version = number
     model.last_updated_timestamp = ts
     model.save(update_fields=["last_version", "last_updated_timestamp"])
+    external = resolved.external
     mv = ModelVersion.objects.create(
         registered_model=model,
         version=number,
-        source=source,
-        run_id=run_id or None,
+        source=resolved.uri,
+        run_id=run.pk if run is not None else None,
         source_run=run,
-        model_id=model_id,
+        model_id=logged_model.pk if logged_model is not None else None,
         run_link=run_link or "",
         description=description or "",
         user_id=_user_name(user),
@@ -413,20 +403,26 @@ def create_model_version(
         creation_timestamp=ts,
         last_updated_timestamp=ts,
         storage_path=f"registry/{model.pk}/{number}",
+        status=ModelVersion.READY if external else ModelVersion.PENDING,
+        is_external=external,
+        inspection=INSPECTED_EXTERNAL if external else "",
     )
     ModelVersionTag.objects.bulk_create([ModelVersionTag(version=mv, key=k, value=v) for k, v in pairs])
-    if logged_model is not None:
+    if logged_model is not None and resolved.tag_logged_model:
         _link_logged_model(logged_model, model.name, number)
     record_event(
         type="model_version.created",
         model=model,
         version=number,
         actor=_actor(user),
-        payload={"source": source, "run_id": run_id, "model_id": model_id},
+        payload={"source": mv.source, "run_id": mv.run_id, "model_id": mv.model_id, "external": external},
     )
-    # After commit; robust: a broker hiccup must not turn the committed create into a 500
-    # (the version stays PENDING and the beat sweep re-enqueues it).
-    schedule_registration()
+    if external:
+        record_event(type="model_version.ready", model=model, version=number, payload={"external": True, "source": mv.source})
+    else:
+        # After commit; robust: a broker hiccup must not turn the committed create into a 500
+        # (the version stays PENDING and the beat sweep re-enqueues it).
+        schedule_registration()
     return mv
 
 
@@ -447,111 +443,59 @@ def _link_logged_model(logged_model: LoggedModel, name: str, version: int) -> No
     )
 
 
-class SourceError(Exception):
-    pass
-
-
-def resolve_source(source: str) -> str:
-    """The artifact-store path (relative) that holds the files `source` names.
-
-    `mlflow-artifacts:/p`, `runs:/<run>/<path>`, `models:/m-<id>`, `models:/<name>/<version>`,
-    a logged-model id, or a path inside the artifact root. Raises SourceError with a readable reason.
-    """
+def inspect_model_folder(path: str) -> tuple[str, dict, dict | None]:
+    """What the store folder `path` holds, as evidence: (inspection text, flavors, signature).
+    Never raises for what a folder may or may not contain; storage errors propagate."""
     from core import artifacts
 
-    source = (source or "").strip()
-    if source.startswith("mlflow-artifacts:"):
-        return artifacts.uri_to_path(source)
-    match = re.fullmatch(r"runs:/([0-9a-fA-F]{32})(?:/(.*))?", source)
-    if match:
-        run_id, sub = match.group(1), (match.group(2) or "").strip("/")
-        run = Run.objects.filter(run_uuid=run_id).first()
-        if run is None:
-            raise SourceError(f"Run '{run_id}' named by source '{source}' does not exist.")
-        run_path = artifacts.uri_to_path(run.artifact_uri) if run.artifact_uri else ""
-        candidate = "/".join(p for p in (run_path, sub) if p)
-        if sub and not artifacts.is_file(candidate + "/MLmodel"):
-            # 3.x: `runs:/<run>/model` names the logged model the run produced under that name.
-            lm = LoggedModel.objects.filter(source_run=run, name=sub).order_by("-creation_timestamp_ms").first()
-            if lm is not None:
-                return artifacts.uri_to_path(lm.artifact_location)
-        return candidate
-    logged_id = _logged_model_id_from_source(source) or (source if re.fullmatch(r"m-[0-9a-f]{32}", source) else None)
-    if logged_id:
-        lm = LoggedModel.objects.filter(model_id=logged_id).first()
-        if lm is None:
-            raise SourceError(f"Logged model '{logged_id}' named by source '{source}' does not exist.")
-        return artifacts.uri_to_path(lm.artifact_location)
-    match = re.fullmatch(r"models:/([^/@]+)/(\d+)/?", source)
-    if match:
-        other = ModelVersion.objects.filter(registered_model__name=match.group(1), version=int(match.group(2))).first()
-        if other is None or other.status != ModelVersion.READY:
-            raise SourceError(f"Source '{source}' does not name a READY model version.")
-        return other.storage_path
-    if source.startswith("file:"):
-        path = re.sub(r"^file:(//)?", "", source)
-    elif re.match(r"^[a-zA-Z][\w+.-]*:", source):
-        raise SourceError(
-            f"Unsupported source '{source}': use an mlflow-artifacts:/ URI, runs:/<run_id>/<path>, "
-            "models:/<logged model id> or a path inside the server's artifact store."
-        )
-    else:
-        path = source
-    root = str(settings.ARTIFACT_ROOT).rstrip("/")
-    storage_root = _storage_location()
-    for base in filter(None, (storage_root, root)):
-        if path == base or path.startswith(base + "/"):
-            path = path[len(base):].lstrip("/")
-            break
-    else:
-        if path.startswith("/"):
-            raise SourceError(f"Source '{source}' is outside the server's artifact store.")
+    mlmodel = path.rstrip("/") + "/MLmodel"
+    if not artifacts.is_file(mlmodel):
+        if next(iter(artifacts.walk(path)), None) is None:
+            return "Nothing at the source: no files were found, so the version's folder is empty.", {}, None
+        return "Not an MLflow model: no MLmodel file at the source.", {}, None
     try:
-        return artifacts.normalize_path(path)
-    except Exception as exc:
-        raise SourceError(f"Invalid source path '{source}': {exc}") from None
-
-
-def _storage_location() -> str:
-    from django.core.files.storage import storages
-
-    location = getattr(storages["artifacts"], "location", "") or ""
-    return str(location).rstrip("/")
-
-
-def _parse_mlmodel(text: str) -> tuple[dict, dict | None]:
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise SourceError("MLmodel is not a YAML mapping.")
-    flavors = data.get("flavors") or {}
+        data = yaml.safe_load(artifacts.read_text(mlmodel, 1_000_000)) or {}
+    except yaml.YAMLError as exc:
+        return f"Not a valid MLflow model: its MLmodel is not valid YAML ({str(exc).splitlines()[0]}).", {}, None
+    flavors = data.get("flavors") if isinstance(data, dict) else None
     if not isinstance(flavors, dict) or not flavors:
-        raise SourceError("MLmodel declares no flavors.")
+        return "Not a valid MLflow model: its MLmodel declares no flavors.", {}, None
     signature = data.get("signature")
-    return flavors, signature if isinstance(signature, dict) else None
+    return f"MLflow model: flavors {', '.join(sorted(flavors))}.", flavors, signature if isinstance(signature, dict) else None
 
 
 def finish_model_version_registration(*, version_id: int) -> ModelVersion | None:
-    """Copy a PENDING version's files into its own folder and mark it READY (or FAILED_REGISTRATION
-    with the reason). Idempotent: a version that is no longer PENDING is left as is. The copy runs
-    outside any lock; the status change locks the model, then the version."""
+    """Copy a PENDING version's files into its own folder and mark it READY with what inspection found
+    (an MLflow model or not), or FAILED_REGISTRATION when the copy itself fails (the source gone,
+    a storage error) or its creator may no longer read the source (checked again here, as them).
+    Idempotent: a version that is no longer PENDING is left as is. The copy runs outside any lock;
+    the status change locks the model, then the version."""
+    from django.contrib.auth import get_user_model
+
     from core import artifacts
+    from core.errors import MlflowError
 
     mv = row_by_pk(ModelVersion, version_id)
     if mv is None or mv.status != ModelVersion.PENDING:
         return mv
-    result, flavors, signature, error = None, {}, None, ""
+    result, flavors, signature, inspection, error, external = None, {}, None, "", "", False
     try:
-        src = resolve_source(mv.source)
-        if not artifacts.is_file(src.rstrip("/") + "/MLmodel"):
-            raise SourceError(f"No MLmodel file found at source '{mv.source}' (resolved to '{src}'): it is not an MLflow model.")
-        flavors, signature = _parse_mlmodel(artifacts.read_text(src.rstrip("/") + "/MLmodel", 1_000_000))
-        # Start from an empty folder so a retried task never mixes two copies.
-        artifacts.delete(mv.storage_path)
-        result = artifacts.copy_tree(src, mv.storage_path)
-    except SourceError as exc:
-        error = str(exc)
-    except yaml.YAMLError as exc:
-        error = f"MLmodel at source '{mv.source}' is not valid YAML: {exc}"
+        creator = get_user_model().objects.filter(pk=mv.creator_id, is_active=True).first() if mv.creator_id else None
+        if creator is None:
+            raise sources.SourceRefused("its creator no longer has an active account")
+        try:
+            resolved = sources.resolve(source=mv.source, user=creator, run_id=mv.run_id, model_id=mv.model_id)
+        except MlflowError as exc:
+            raise sources.SourceRefused(exc.message) from None
+        if resolved.external:
+            external, inspection = True, INSPECTED_EXTERNAL
+        else:
+            inspection, flavors, signature = inspect_model_folder(resolved.path)
+            # Start from an empty folder so a retried task never mixes two copies.
+            artifacts.delete(mv.storage_path)
+            result = artifacts.copy_tree(resolved.path, mv.storage_path)
+    except sources.SourceRefused as exc:
+        error = f"Registration refused: the version's creator may not read source '{mv.source}' now: {exc}"
     except Exception as exc:  # a storage error must end as FAILED, never as a version stuck PENDING
         log.exception("registration of %s failed", mv)
         error = f"Registration failed: {type(exc).__name__}: {exc}"
@@ -574,24 +518,18 @@ def finish_model_version_registration(*, version_id: int) -> ModelVersion | None
             locked.status, locked.status_message = ModelVersion.FAILED, error
             locked.save(update_fields=["status", "status_message", "last_updated_timestamp"])
             record_event(type="model_version.failed", model=model, version=locked.version, payload={"message": error})
-        else:
-            locked.status, locked.status_message = ModelVersion.READY, ""
-            locked.size_bytes = result["size"]
-            locked.file_count = result["file_count"]
-            locked.checksum = result["checksum"]
+            return locked
+        locked.status, locked.status_message, locked.inspection, locked.is_external = ModelVersion.READY, "", inspection, external
+        fields = ["status", "status_message", "inspection", "is_external", "last_updated_timestamp"]
+        payload = {"external": True, "source": locked.source}
+        if result is not None:
+            locked.size_bytes, locked.file_count, locked.checksum = result["size"], result["file_count"], result["checksum"]
             locked.flavors, locked.signature = flavors, signature
-            locked.save(
-                update_fields=[
-                    "status", "status_message", "size_bytes", "file_count", "checksum", "flavors", "signature",
-                    "last_updated_timestamp",
-                ]
-            )
-            record_event(
-                type="model_version.ready",
-                model=model,
-                version=locked.version,
-                payload={"size_bytes": result["size"], "file_count": result["file_count"], "checksum": result["checksum"]},
-            )
+            fields += ["size_bytes", "file_count", "checksum", "flavors", "signature"]
+            payload = {"size_bytes": result["size"], "file_count": result["file_count"], "checksum": result["checksum"],
+                       "mlflow_model": bool(flavors)}
+        locked.save(update_fields=fields)
+        record_event(type="model_version.ready", model=model, version=locked.version, payload=payload)
         return locked
 
 

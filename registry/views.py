@@ -399,6 +399,8 @@ def _version_meta_context(request, mv, level, *, form: dict | None = None) -> di
 
 def _artifacts(mv, path: str = "") -> dict:
     """The version's own copy of its files (READY versions), one folder level."""
+    if mv.is_external:
+        return {"files": [], "files_note": f"External source, not copied: the files stay at {mv.source}."}
     if mv.status != ModelVersion.READY or not mv.storage_path:
         return {"files": [], "files_note": "Files appear once registration is READY."}
     folder = mv.storage_path.strip("/")
@@ -413,7 +415,7 @@ def _artifacts(mv, path: str = "") -> dict:
 
 
 def _read_version_file(mv, name: str) -> str:
-    if mv.status != ModelVersion.READY or not mv.storage_path:
+    if mv.status != ModelVersion.READY or not mv.storage_path or mv.is_external:
         return ""
     try:
         full = artifact_store.join(mv.storage_path.strip("/"), name)
@@ -555,6 +557,8 @@ def model_version_history(request, name: str, version: int):
 def model_version_file(request, name: str, version: int, path: str):
     """Download one file of the version's own copy."""
     mv, _ = get_version(request.user, name, version)
+    if mv.is_external:
+        raise Http404("External source, not copied: this server holds no files for this version")
     if mv.status != ModelVersion.READY or not mv.storage_path:
         raise Http404("This version has no files yet")
     try:

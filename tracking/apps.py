@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class TrackingConfig(AppConfig):
     name = "tracking"
+
+    def ready(self):
+        from tracking import artifacts
+
+        artifacts.register_access_rules()

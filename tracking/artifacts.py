@@ -36,8 +36,11 @@ def registry_rule(user, relative: str, *, write: bool) -> None:
         raise PermissionDenied("Permission denied: registered model versions are read-only.")
 
 
-artifacts.register_access_rule(artifacts.EXPERIMENT_PREFIX, experiment_rule)
-artifacts.register_access_rule("registry", registry_rule, replace=False)
+def register_access_rules() -> None:
+    """Called from TrackingConfig.ready(): every process knows who may read the experiment folders
+    before anything asks (the registration task runs without the URLconf ever being imported)."""
+    artifacts.register_access_rule(artifacts.EXPERIMENT_PREFIX, experiment_rule)
+    artifacts.register_access_rule("registry", registry_rule, replace=False)
 
 
 class LengthRequired(MlflowError):

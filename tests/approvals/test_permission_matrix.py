@@ -215,7 +215,7 @@ def world(people, make_version, run_with_metrics, model_files):
     v1.refresh_from_db()
     return {
         "model_id": model.pk, "experiment_id": str(experiment.pk), "deleted_experiment_id": str(deleted.pk), "run_id": run.run_uuid, "comment_id": str(comment.pk),
-        "logged_model_id": logged.model_id, "source": model_files("9/src/artifacts/model"), "run_artifacts": run_artifacts,
+        "logged_model_id": logged.model_id, "source": model_files("0/src/artifacts/model"), "run_artifacts": run_artifacts,
         "storage_path": v1.storage_path,
     }
 

@@ -8,22 +8,23 @@ from core.permissions import CAN_READ
 from registry import access, reads, services
 from registry.models import ModelVersion, RegisteredModel
 from tests.factories import grant
-from tests.registry.conftest import write_model_dir
+from tests.registry.conftest import ensure_run, write_model_dir
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def registry_data(owner, _artifact_root):
-    write_model_dir(_artifact_root, "1/run/artifacts/model")
-    good = "mlflow-artifacts:/1/run/artifacts/model"
+    write_model_dir(_artifact_root, "0/run/artifacts/model")
+    good = "mlflow-artifacts:/0/run/artifacts/model"
     services.create_registered_model(name="alpha", user=owner, description="first", tags=[{"key": "z", "value": "1"}, {"key": "a", "value": "2"}])
     services.create_registered_model(name="beta", user=owner)
     services.create_registered_model(name="empty", user=owner, tags=[{"key": "only", "value": "tag"}])
     for i in range(6):
-        services.create_model_version(name="alpha", source=good, user=owner, run_id=f"{i:032x}", run_link="http://x/run" if i == 2 else "",
+        write_model_dir(_artifact_root, f"0/{ensure_run(f'{i:032x}').pk}/artifacts/model")
+        services.create_model_version(name="alpha", source=f"mlflow-artifacts:/0/{i:032x}/artifacts/model", user=owner, run_id=f"{i:032x}", run_link="http://x/run" if i == 2 else "",
                                       description="d" if i % 2 else "", tags=[{"key": "k2", "value": str(i)}, {"key": "k1", "value": "v"}])
-    failed = services.create_model_version(name="beta", source="mlflow-artifacts:/nowhere/model", user=owner)
+    failed = services.create_model_version(name="beta", source="mlflow-artifacts:/0/nowhere/model", user=owner)
     ModelVersion.objects.filter(pk=failed.pk).update(status=ModelVersion.FAILED, status_message="no such source")
     ModelVersion.objects.filter(registered_model__name="alpha", version__lte=3).update(status=ModelVersion.READY)
     services.create_model_version(name="beta", source=good, user=owner)

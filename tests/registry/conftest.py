@@ -78,11 +78,33 @@ def write_model_dir(root: Path, relpath: str, *, with_mlmodel: bool = True, extr
     return relpath
 
 
+def ensure_experiment(experiment_id: int = 0):
+    """The experiment (the shared Default one, id 0, everyone may read): transactional tests flush
+    the row its data migration made."""
+    from tracking.models import Experiment
+
+    return Experiment.objects.get_or_create(
+        pk=experiment_id, defaults={"name": "Default", "artifact_location": f"mlflow-artifacts:/{experiment_id}"}
+    )[0]
+
+
+def ensure_run(run_id: str, experiment_id: int = 0):
+    """A run with this id in the Default experiment (a version's run_id must name a run the caller reads)."""
+    from tracking.models import Run
+
+    experiment = ensure_experiment(experiment_id)
+    return Run.objects.get_or_create(
+        run_uuid=run_id, defaults={"experiment": experiment, "artifact_uri": f"mlflow-artifacts:/{experiment.pk}/{run_id}/artifacts"}
+    )[0]
+
+
 @pytest.fixture
 def model_files(_artifact_root):
-    """model_files("1/run/artifacts/model") -> the mlflow-artifacts: URI of a fresh model folder."""
+    """model_files("0/run/artifacts/model") -> the mlflow-artifacts: URI of a fresh model folder
+    (in the Default experiment's folder unless told otherwise, so every persona may register it)."""
 
-    def make(relpath: str = "1/abc/artifacts/model", **kwargs) -> str:
+    def make(relpath: str = "0/abc/artifacts/model", **kwargs) -> str:
+        ensure_experiment()
         write_model_dir(_artifact_root, relpath, **kwargs)
         return "mlflow-artifacts:/" + relpath
 
@@ -101,7 +123,12 @@ def make_version(owner, model_files):
         if not RegisteredModel.objects.filter(name=name).exists():
             services.create_registered_model(name=name, user=user)
         counter["n"] += 1
-        source = kwargs.pop("source", None) or model_files(f"1/run{counter['n']}/artifacts/model")
+        source = kwargs.pop("source", None)
+        if source is None and kwargs.get("run_id"):
+            # The version's run: a real one, with the model in its artifact folder (MLflow's rule).
+            run = ensure_run(kwargs["run_id"])
+            source = model_files(f"{run.artifact_uri.split(':/', 1)[1].strip('/')}/model{counter['n']}")
+        source = source or model_files(f"0/run{counter['n']}/artifacts/model")
         mv = services.create_model_version(name=name, source=source, user=user, **kwargs)
         if stage:
             services.transition_model_version_stage(name=name, version=mv.version, stage=stage, user=user)

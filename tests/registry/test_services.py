@@ -9,6 +9,7 @@ from core.errors import AlreadyExists, DoesNotExist, InvalidParameter
 from registry import events, services, tasks
 from registry.models import Event, ModelVersion, RegisteredModel, Stage, StageTransition
 from tests.conftest import require_postgresql
+from tests.factories import grant
 from tests.registry.conftest import write_model_dir
 from tracking.models import Experiment, LoggedModel, LoggedModelTag, Run
 
@@ -231,21 +232,31 @@ def test_registration_copies_files_and_parses_mlmodel(owner, make_version, _arti
     assert Event.objects.filter(type="model_version.ready", version=1).exists()
 
 
-def test_registration_without_mlmodel_fails_with_message(owner, make_version, model_files):
-    source = model_files("1/r/artifacts/not-a-model", with_mlmodel=False)
+def test_registration_without_mlmodel_is_ready_with_what_inspection_found(owner, make_version, model_files):
+    source = model_files("0/r/artifacts/not-a-model", with_mlmodel=False)
     mv = make_version("m", source=source)
-    assert mv.status == ModelVersion.FAILED
-    assert "No MLmodel file found" in mv.status_message and source in mv.status_message
-    assert Event.objects.filter(type="model_version.failed").exists()
+    assert mv.status == ModelVersion.READY and mv.status_message == "" and mv.flavors == {}
+    assert mv.inspection == "Not an MLflow model: no MLmodel file at the source."
+    assert mv.file_count == 1 and not mv.is_external
+    assert Event.objects.filter(type="model_version.ready").exists()
 
 
-def test_a_failed_version_cannot_be_promoted(owner, make_version, model_files):
+def test_a_storage_failure_fails_the_version_which_can_be_archived_and_deleted(owner, make_version, model_files, monkeypatch):
+    from core import artifacts
     from core.errors import InvalidState
 
-    mv = make_version("m", source=model_files("1/r/artifacts/empty", with_mlmodel=False))
+    def broken(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(artifacts, "copy_tree", broken)
+    mv = make_version("m", source=model_files("0/r/artifacts/model"))
+    assert mv.status == ModelVersion.FAILED and "disk on fire" in mv.status_message
+    assert Event.objects.filter(type="model_version.failed").exists()
     with pytest.raises(InvalidState, match="failed registration and cannot move to Production"):
         services.transition_model_version_stage(name="m", version=mv.version, stage="Production", user=owner)
     assert services.transition_model_version_stage(name="m", version=mv.version, stage="Archived", user=owner).current_stage == "Archived"
+    services.delete_model_version(name="m", version=mv.version, user=owner)
+    assert not ModelVersion.objects.filter(pk=mv.pk).exists()
 
 
 def test_registration_is_enqueued_after_commit(owner, manual_on_commit, model_files, django_capture_on_commit_callbacks):
@@ -275,10 +286,30 @@ def test_a_broker_outage_after_commit_leaves_a_pending_version_the_sweep_finishe
     assert ModelVersion.objects.get().status == "READY"
 
 
-@pytest.mark.parametrize("source", ["s3://bucket/model", "/etc/passwd-dir", "runs:/" + "0" * 32 + "/model"])
-def test_unresolvable_sources_fail(owner, make_version, source):
-    mv = make_version("m", source=source)
-    assert mv.status == ModelVersion.FAILED and mv.status_message
+def test_sources_outside_the_store_are_ready_references_and_never_fetched(owner, make_version, monkeypatch):
+    from core import artifacts
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("an external source must never be read")
+
+    monkeypatch.setattr(artifacts, "copy_tree", no_fetch)
+    mv = make_version("m", source="s3://bucket/model")
+    assert mv.status == ModelVersion.READY and mv.is_external and mv.download_uri() == "s3://bucket/model"
+    assert mv.inspection.startswith("External source, not copied")
+    moved = services.transition_model_version_stage(name="m", version=mv.version, stage="Production", user=owner)
+    assert moved.current_stage == "Production"
+
+
+def test_filesystem_paths_are_for_superusers_and_only_inside_the_store(owner, admin, make_version):
+    from core.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied, match="only administrators may register a filesystem path"):
+        make_version("m", source="/etc/passwd-dir")
+    with pytest.raises(InvalidParameter, match="outside the server's artifact store"):
+        make_version("m", source="/etc/passwd-dir", user=admin)
+    with pytest.raises(DoesNotExist, match="Run with id=0{32} not found"):
+        make_version("m", source="runs:/" + "0" * 32 + "/model")
+    assert ModelVersion.objects.count() == 0
 
 
 def test_registration_is_idempotent(owner, make_version):
@@ -292,6 +323,7 @@ def test_registration_is_idempotent(owner, make_version):
 
 def _run_with_model(owner, root, *, logged=False):
     exp = Experiment.objects.create(name="e", artifact_location="mlflow-artifacts:/1")
+    grant(exp, "CAN_MANAGE", user=owner)
     run = Run.objects.create(experiment=exp, artifact_uri=f"mlflow-artifacts:/{exp.pk}/runid/artifacts")
     if logged:
         lm = LoggedModel.objects.create(
@@ -474,16 +506,21 @@ def test_concurrent_version_creates_get_distinct_numbers(owner, model_files):
     assert RegisteredModel.objects.get(name="hot").last_version == 50
 
 
-def test_other_source_forms_resolve(owner, make_version, model_files, _artifact_root):
+def test_other_source_forms_resolve(owner, admin, make_version, model_files, _artifact_root):
+    from core.errors import PermissionDenied
+
     first = make_version("a")
-    # Another registered version, by models:/<name>/<version>.
+    # Another registered version, by models:/<name>/<version> (and by stage).
     copy = make_version("b", source="models:/a/1")
-    assert copy.status == "READY" and copy.checksum == first.checksum
-    # A plain path (and a file: URI) inside the artifact root.
-    model_files("9/plain/artifacts/model")
-    assert make_version("c", source="9/plain/artifacts/model").status == "READY"
-    via_file = make_version("c", source=f"file://{_artifact_root}/9/plain/artifacts/model")
+    assert copy.status == "READY" and copy.checksum == first.checksum and copy.source == "models:/a/1"
+    # A store-relative path; a file: URI inside the store only from a superuser.
+    model_files("0/plain/artifacts/model")
+    assert make_version("c", source="0/plain/artifacts/model").status == "READY"
+    with pytest.raises(PermissionDenied):
+        make_version("c", source=f"file://{_artifact_root}/0/plain/artifacts/model")
+    via_file = make_version("c", source=f"file://{_artifact_root}/0/plain/artifacts/model", user=admin)
     assert via_file.status == "READY", via_file.status_message
-    # `..` never escapes the store.
-    escaped = make_version("c", source="9/../../etc")
-    assert escaped.status == "FAILED_REGISTRATION"
+    # `..` never escapes the store: refused before anything is written (MLflow's text).
+    with pytest.raises(InvalidParameter, match="without relative path references"):
+        make_version("c", source="0/../../etc")
+    assert ModelVersion.objects.filter(registered_model__name="c").count() == 2

@@ -28,10 +28,16 @@ def htmx(target: str) -> dict:
 _counter = {"n": 0}
 
 
-def model_source(*, requirements: str = "scikit-learn==1.6.1\n", inputs: str = '[{"type": "double", "name": "alcohol"}]') -> str:
-    """A tiny MLflow model folder in the test's artifact store; returns its mlflow-artifacts: URI."""
+def model_source(*, requirements: str = "scikit-learn==1.6.1\n", inputs: str = '[{"type": "double", "name": "alcohol"}]',
+                 run=None) -> str:
+    """A tiny MLflow model folder in the test's artifact store (in `run`'s artifact folder, else in the
+    shared Default experiment's); returns its mlflow-artifacts: URI."""
+    from tests.registry.conftest import ensure_experiment
+
     _counter["n"] += 1
-    rel = f"1/src{_counter['n']}/artifacts/model"
+    ensure_experiment()
+    base = run.artifact_uri.split(":/", 1)[1].strip("/") if run is not None else f"0/src{_counter['n']}/artifacts"
+    rel = f"{base}/model{_counter['n']}"
     folder = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"]) / rel
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "MLmodel").write_text(yaml.safe_dump({
@@ -47,7 +53,7 @@ def make_version(user, name: str, *, stage: str | None = None, run=None, ready: 
     """A version of `name` (the model is created when missing), registered READY unless `ready=False`."""
     if not RegisteredModel.objects.filter(name=name).exists():
         services.create_registered_model(name=name, user=user)
-    mv = services.create_model_version(name=name, source=model_source(**source_kwargs), user=user,
+    mv = services.create_model_version(name=name, source=model_source(run=run, **source_kwargs), user=user,
                                        run_id=run.run_uuid if run is not None else None)
     if ready:
         services.finish_model_version_registration(version_id=mv.pk)
@@ -418,10 +424,29 @@ def test_model_names_with_slashes_and_spaces(web, owner):
     assert web.get("/models/team/").status_code == 404
 
 
-def test_failed_registration_shows_why_and_stops_polling(web, owner):
+def test_failed_registration_shows_why_and_stops_polling(web, owner, monkeypatch):
+    from core import artifacts
+
+    def broken(src, dst):
+        raise OSError("bucket unreachable")
+
+    monkeypatch.setattr(artifacts, "copy_tree", broken)
     services.create_registered_model(name="broken", user=owner)
-    mv = services.create_model_version(name="broken", source="mlflow-artifacts:/1/nothing/here", user=owner)
+    mv = services.create_model_version(name="broken", source=model_source(), user=owner)
     services.finish_model_version_registration(version_id=mv.pk)
     html = web.get("/models/broken/versions/1/").content.decode()
-    assert "FAILED_REGISTRATION" in html and "No MLmodel file" in html and "every 2s" not in html
+    assert "FAILED_REGISTRATION" in html and "bucket unreachable" in html and "every 2s" not in html
     assert "Files appear once registration is READY." in html
+
+
+def test_external_and_non_model_sources_say_what_they_are(web, owner):
+    services.create_registered_model(name="refs", user=owner)
+    services.create_model_version(name="refs", source="s3://bucket/team/model", user=owner)
+    html = web.get("/models/refs/versions/1/").content.decode()
+    assert "external source, not copied" in html and "s3://bucket/team/model" in html
+    assert "External source, not copied: the files stay at s3://bucket/team/model." in html
+    assert web.get("/models/refs/versions/1/files/MLmodel").status_code == 404
+    empty = services.create_model_version(name="refs", source="mlflow-artifacts:/0/nothing/here", user=owner)
+    services.finish_model_version_registration(version_id=empty.pk)
+    html = web.get("/models/refs/versions/2/").content.decode()
+    assert "READY" in html and "Nothing at the source" in html
