@@ -169,7 +169,7 @@ class OidcBackend(OIDCAuthenticationBackend):
         return services.sign_in_sso_user(issuer=settings.STAGEGATE_OIDC_ISSUER, claims=claims)
 
 
-def _unavailable(request, why: str):
+def _sign_in_failed(request, why: str):
     messages.error(request, f"{settings.STAGEGATE_OIDC_NAME} sign-in failed: {why}")
     return redirect("login")
 
@@ -197,7 +197,7 @@ class StartView(OIDCAuthenticationRequestView):
             provider()
         except DiscoveryError as exc:
             log.error("SSO unavailable: %s", exc)
-            return _unavailable(request, f"the identity provider cannot be reached: {exc}")
+            return _sign_in_failed(request, f"the identity provider cannot be reached: {exc}")
         # The library keeps `next` only when it is a URL of this site.
         return super().get(request)
 
@@ -214,17 +214,17 @@ class CallbackView(OIDCAuthenticationCallbackView):
             return super().get(request)
         except MlflowError as exc:  # refused by sign_in_sso_user
             log.warning("SSO sign-in refused: %s", exc.message)
-            return _unavailable(request, exc.message)
+            return _sign_in_failed(request, exc.message)
         except (DiscoveryError, requests.RequestException) as exc:
             log.error("SSO sign-in failed: %s", exc)
-            return _unavailable(request, "the identity provider could not be reached; please try again later.")
+            return _sign_in_failed(request, "the identity provider could not be reached; please try again later.")
         except (SuspiciousOperation, jwt.PyJWTError) as exc:
             log.warning("SSO sign-in rejected: %s", exc)
-            return _unavailable(request, "the answer of the identity provider could not be verified; please try again.")
+            return _sign_in_failed(request, "the answer of the identity provider could not be verified; please try again.")
 
     def login_failure(self):
         error = self.request.GET.get("error_description") or self.request.GET.get("error")
-        return _unavailable(self.request, f"the identity provider answered “{error}”." if error else "it did not complete; please try again.")
+        return _sign_in_failed(self.request, f"the identity provider answered “{error}”." if error else "it did not complete; please try again.")
 
 
 def end_session_url(request) -> str | None:

@@ -6,6 +6,8 @@ provider's token endpoint (ID token verified with its JWKS). One test runs it al
 against live_server and hands the token it creates to the real mlflow client.
 """
 
+import base64
+import hashlib
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -107,6 +109,27 @@ def test_start_redirects_with_state_nonce_and_pkce(client, sso):
     state, nonce = query["state"][0], query["nonce"][0]
     stored = client.session["oidc_states"][state]
     assert stored["nonce"] == nonce and len(stored["code_verifier"]) == 64
+    digest = hashlib.sha256(stored["code_verifier"].encode()).digest()
+    assert query["code_challenge"] == [base64.urlsafe_b64encode(digest).rstrip(b"=").decode()]
+
+
+def test_the_code_is_redeemed_with_the_pkce_verifier(client, sso, monkeypatch):
+    sso.put_user("sub-pk", preferred_username="pk")
+    sent = []
+    real_get_token = oidc.OidcBackend.get_token
+
+    def get_token(self, payload):
+        sent.append(dict(payload))
+        return real_get_token(self, payload)
+
+    monkeypatch.setattr(oidc.OidcBackend, "get_token", get_token)
+    start = client.get("/login/sso/")
+    verifier = next(iter(client.session["oidc_states"].values()))["code_verifier"]
+    callback = urlsplit(authorize(start["Location"], "sub-pk"))
+    client.get(f"{callback.path}?{callback.query}")
+    assert signed_in_as(client) == "pk"
+    assert sent[0]["code_verifier"] == verifier and sent[0]["grant_type"] == "authorization_code"
+    assert sent[0]["client_id"] == "stagegate" and sent[0]["redirect_uri"] == "http://testserver/login/sso/callback/"
 
 
 def test_unreachable_provider_says_so(client, sso, settings):
