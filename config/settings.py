@@ -165,7 +165,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
+    # OpenID Connect sign-in (core/oidc.py); it authenticates only the SSO callback, and only when an issuer is set.
+    "core.oidc.OidcBackend",
 ]
+# Single sign-on with OpenID Connect (core/oidc.py), on when an issuer is set. The endpoints come from
+# <issuer>/.well-known/openid-configuration, read on first use and cached.
+STAGEGATE_OIDC_ISSUER = env_str("STAGEGATE_OIDC_ISSUER").strip().rstrip("/")
+STAGEGATE_OIDC_CLIENT_ID = env_str("STAGEGATE_OIDC_CLIENT_ID")
+STAGEGATE_OIDC_CLIENT_SECRET = env_str("STAGEGATE_OIDC_CLIENT_SECRET")
+STAGEGATE_OIDC_NAME = env_str("STAGEGATE_OIDC_NAME", "SSO")
+STAGEGATE_OIDC_SCOPES = env_str("STAGEGATE_OIDC_SCOPES", "openid email profile")
+STAGEGATE_OIDC_USERNAME_CLAIM = env_str("STAGEGATE_OIDC_USERNAME_CLAIM", "preferred_username")
+# Empty: sign-ins leave the users' groups alone (groups managed in Stagegate's admin instead).
+STAGEGATE_OIDC_GROUPS_CLAIM = env_str("STAGEGATE_OIDC_GROUPS_CLAIM", "groups")
+STAGEGATE_OIDC_ONLY = env_bool("STAGEGATE_OIDC_ONLY", False)
+STAGEGATE_OIDC_LINK_EXISTING = env_bool("STAGEGATE_OIDC_LINK_EXISTING", False)
+if STAGEGATE_OIDC_ISSUER and not (STAGEGATE_OIDC_CLIENT_ID and STAGEGATE_OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured("STAGEGATE_OIDC_ISSUER is set: STAGEGATE_OIDC_CLIENT_ID and STAGEGATE_OIDC_CLIENT_SECRET are needed too")
+if STAGEGATE_OIDC_ONLY and not STAGEGATE_OIDC_ISSUER:
+    raise ImproperlyConfigured("STAGEGATE_OIDC_ONLY=true needs STAGEGATE_OIDC_ISSUER (nobody could sign in)")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

@@ -50,3 +50,22 @@ class ApiToken(models.Model):
     @classmethod
     def generate(cls) -> str:
         return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class SsoIdentity(models.Model):
+    """A user's account at the OpenID Connect provider: the provider's subject (`sub`, stable and never
+    reassigned) under its issuer. Sign-ins find the user by it, never by the username claim."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_sign_in_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="core_ssoidentity_issuer_subject")]
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self):
+        return f"{self.subject} at {self.issuer}"

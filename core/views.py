@@ -1,13 +1,15 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import services
+from core import oidc, services
 from core.errors import DoesNotExist
 from core.models import ApiToken
 
@@ -28,6 +30,37 @@ def health(request):
 @require_GET
 def version(request):
     return HttpResponse(MLFLOW_PROTOCOL_VERSION, content_type="text/plain")
+
+
+class LoginView(auth_views.LoginView):
+    """The sign-in page: the password form, and the single sign-on button when SSO is on.
+
+    With STAGEGATE_OIDC_ONLY the form is gone and a password POST here is refused; staff keep
+    Django admin's own password sign-in (/admin/login/) for when the provider is down.
+    """
+
+    def sso_only(self) -> bool:
+        return oidc.enabled() and settings.STAGEGATE_OIDC_ONLY
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            **kwargs, sso_name=settings.STAGEGATE_OIDC_NAME if oidc.enabled() else "", sso_only=self.sso_only()
+        )
+
+    def post(self, request, *args, **kwargs):
+        if self.sso_only():
+            messages.error(request, f"Password sign-in is turned off: sign in with {settings.STAGEGATE_OIDC_NAME}.")
+            return self.render_to_response(self.get_context_data(), status=403)
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Sign-out (POST): ends the session, and the identity provider's too when the user came by SSO."""
+
+    def post(self, request, *args, **kwargs):
+        provider_sign_out = oidc.end_session_url(request)
+        response = super().post(request, *args, **kwargs)
+        return HttpResponseRedirect(provider_sign_out) if provider_sign_out else response
 
 
 @require_GET

@@ -254,3 +254,42 @@ def mlflow_client(live_server, owner, monkeypatch):
 
 def db_vendor() -> str:
     return connection.vendor
+
+
+# --------------------------------------------------------------------------- single sign-on
+
+
+class OidcProvider:
+    """A real OpenID Connect provider (oidc-provider-mock) on loopback: any client id and secret are
+    accepted; its authorization page signs in whichever subject is submitted, with the claims last PUT."""
+
+    def __init__(self, issuer: str):
+        self.issuer = issuer
+
+    def put_user(self, sub: str, **claims) -> None:
+        import requests
+
+        response = requests.put(f"{self.issuer}/users/{sub}", json=claims, timeout=10)
+        assert response.status_code == 204, response.text
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    from oidc_provider_mock import run_server_in_thread
+
+    with run_server_in_thread(port=0, require_nonce=True) as server:
+        yield OidcProvider(f"http://localhost:{server.server_port}")
+
+
+@pytest.fixture
+def sso(oidc_provider, settings):
+    """Single sign-on turned on against `oidc_provider` (the discovery document read afresh)."""
+    from core import oidc
+
+    settings.STAGEGATE_OIDC_ISSUER = oidc_provider.issuer
+    settings.STAGEGATE_OIDC_CLIENT_ID = "stagegate"
+    settings.STAGEGATE_OIDC_CLIENT_SECRET = "client-secret"
+    settings.STAGEGATE_OIDC_NAME = "Acme SSO"
+    oidc.forget_provider()
+    yield oidc_provider
+    oidc.forget_provider()
