@@ -21,7 +21,16 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self):
-        from registry import events
+        from registry import events, services
 
         # The outbox refuses unknown types; governance adds its own without registry knowing them.
         events.EVENT_TYPES.update(EVENT_TYPES)
+        # Every direct stage change asks the stage policies first (approved requests skip the guard).
+        services.register_transition_guard(_check_direct_transition)
+
+
+def _check_direct_transition(*, version, stage, user) -> None:
+    """The guard, looked up at call time (tests replace approvals.policy.check_direct_transition)."""
+    from approvals import policy
+
+    policy.check_direct_transition(version=version, stage=stage, user=user)

@@ -551,12 +551,23 @@ def update_model_version(*, name: str, version: int, user, description: str | No
     return mv
 
 
-def direct_transition_guard(*, version: ModelVersion, stage: str, user) -> None:
-    """The governance hook: approvals decides whether this direct transition is allowed
-    (it raises PermissionDenied/InvalidState when the stage needs an approved request)."""
-    from approvals import policy
+# Who may make a direct stage change is governance's business, not the registry's: apps above the
+# registry append their guards here from AppConfig.ready() (approvals: its stage policies). The
+# registry never imports them.
+TRANSITION_GUARDS: list = []
 
-    policy.check_direct_transition(version=version, stage=stage, user=user)
+
+def register_transition_guard(guard) -> None:
+    """`guard(*, version, stage, user)` raises (PermissionDenied, InvalidState) to refuse a direct move."""
+    if guard not in TRANSITION_GUARDS:
+        TRANSITION_GUARDS.append(guard)
+
+
+def direct_transition_guard(*, version: ModelVersion, stage: str, user) -> None:
+    """Ask every registered guard whether this direct transition is allowed (approvals raises
+    PermissionDenied/InvalidState when the stage needs an approved request)."""
+    for guard in TRANSITION_GUARDS:
+        guard(version=version, stage=stage, user=user)
 
 
 @transaction.atomic

@@ -29,7 +29,7 @@ from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
-from registry import reads, services
+from registry import access, reads, services
 from registry.models import (
     Event,
     ModelVersion,
@@ -60,16 +60,12 @@ MODEL_SORTS = {
 
 def get_model(user, name: str, min_level: str = perms.CAN_READ) -> tuple[RegisteredModel, str]:
     """(model, the user's level on it); 404 when invisible, 403 below `min_level`."""
-    from approvals import access as gov
-
-    model = _or_404(gov.get_registered_model_for_user, user, name, min_level=min_level)
+    model = _or_404(access.get_registered_model_at_level, user, name, min_level=min_level)
     return model, perms.effective_level(user, model)
 
 
 def get_version(user, name: str, version: int, min_level: str = perms.CAN_READ) -> tuple[ModelVersion, str]:
-    from approvals import access as gov
-
-    mv = _or_404(gov.get_model_version_for_user, user, name, version, min_level=min_level)
+    mv = _or_404(access.get_model_version_at_level, user, name, version, min_level=min_level)
     return mv, perms.effective_level(user, mv.registered_model)
 
 
