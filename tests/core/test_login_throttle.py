@@ -103,3 +103,27 @@ def test_a_cached_basic_call_costs_one_lockout_query(client, owner, django_asser
     with django_assert_num_queries(4) as ctx:  # lockout EXISTS, user, experiments, their tags
         assert basic(client, "owner").status_code == 200
     assert "axes_accessattempt" in ctx.captured_queries[0]["sql"]
+
+
+@pytest.mark.client
+@pytest.mark.django_db(transaction=True)
+def test_the_mlflow_client_shows_the_lockout_at_once(mlflow_client, monkeypatch):
+    """The real client with MLFLOW_TRACKING_USERNAME/PASSWORD: a 403 is not retried, so the user sees why."""
+    import os
+
+    import mlflow
+    from mlflow.exceptions import RestException
+
+    token = os.environ["MLFLOW_TRACKING_TOKEN"]
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "owner")
+    for password in ["wrong"] * 5 + [factories.PASSWORD]:
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        with pytest.raises(RestException) as refused:
+            mlflow.search_experiments()
+    assert refused.value.error_code == "PERMISSION_DENIED" and LOCKED in refused.value.message
+    # The same user's API token still works.
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    assert [e.name for e in mlflow_client.search_experiments()] == ["Default"]
