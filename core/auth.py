@@ -95,7 +95,8 @@ def lockout_response(request, original_response=None, credentials=None):
         return error_response(LockedOut())
     from django.contrib.auth.forms import AuthenticationForm
 
-    context = {"form": AuthenticationForm(request), "locked_out": lockout_message(), "next": request.POST.get("next", "")}
+    form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
+    context = {"form": form, "locked_out": lockout_message(), "next": request.POST.get("next", "")}
     response = render(request, "registration/login.html", context, status=429)
     response["Retry-After"] = str(cooloff_minutes() * 60)
     return response

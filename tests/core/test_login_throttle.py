@@ -126,4 +126,16 @@ def test_the_mlflow_client_shows_the_lockout_at_once(mlflow_client, monkeypatch)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
-    assert [e.name for e in mlflow_client.search_experiments()] == ["Default"]
+    experiment_id = mlflow_client.create_experiment("after-lockout")
+    assert mlflow_client.get_experiment(experiment_id).name == "after-lockout"
+
+
+def test_client_address_behind_trusted_proxies(settings, rf):
+    from core.auth import client_ip
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
+    assert client_ip(request) == "10.0.0.1"  # no trusted proxy: a client-sent header is ignored
+    settings.STAGEGATE_TRUSTED_PROXIES = 1
+    assert client_ip(request) == "203.0.113.7"  # what our proxy appended, not what the client prepended
+    settings.STAGEGATE_TRUSTED_PROXIES = 3
+    assert client_ip(request) == "10.0.0.1"  # fewer hops than proxies: not trusted
