@@ -67,11 +67,13 @@ def test_owner_may_tighten(governed, api_for, owner, strict_global):
     assert policy.checks == tighter["checks"]
 
 
-def test_superuser_may_lower_it_for_one_model(governed, api_for, admin, owner, strict_global):
+def test_superuser_may_lower_it_for_one_model(governed, api_for, client, admin, owner, strict_global):
     response = put(api_for(admin), **{**STRICT, "requires_approval": False})
     assert response.status_code == 200, response.content
     assert response.json()["policy"]["exempt_from_global"] is True
     assert effective_policy(model=governed[0], stage="Production").requires_approval is False
+    client.force_login(admin)
+    assert "(exempt from the global policy)" in client.get("/settings/policies/").content.decode()
     registry.transition_model_version_stage(name="gm", version=1, stage="Production", user=owner)
     assert ModelVersion.objects.get(pk=governed[1].pk).current_stage == "Production"
     # The owner editing the exception again is held to the floor once more.
