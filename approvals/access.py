@@ -101,6 +101,14 @@ def comment_actions(user, level: str | None, comment) -> list[str]:
     return actions
 
 
+def require_policy_floor(user, *, stage: str, loosened: list[str]) -> None:
+    """A model's policy may tighten the global policy of its stage; only a superuser may lower it."""
+    if loosened and not (user is not None and getattr(user, "is_superuser", False)):
+        raise PermissionDenied(
+            f"The global policy for {stage} {' and '.join(loosened)}; only a superuser can lower it for one model."
+        )
+
+
 def require_admin(user, what: str) -> None:
     if not (user is not None and getattr(user, "is_superuser", False)):
         raise PermissionDenied(f"Permission denied: only administrators may {what}.")

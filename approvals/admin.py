@@ -74,6 +74,11 @@ class StagePolicyAdmin(admin.ModelAdmin):
     raw_id_fields = ["model"]
     readonly_fields = ["updated_by", "creation_timestamp", "last_updated_timestamp"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Only a superuser may exempt a model's policy from the global one (approvals.services.set_stage_policy).
+        extra = [] if request.user.is_superuser else ["exempt_from_global"]
+        return [*self.readonly_fields, *extra]
+
     def save_model(self, request, obj, form, change):
         from tracking.models import now_ms
 

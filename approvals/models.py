@@ -81,6 +81,11 @@ class StagePolicy(models.Model):
         default=False, help_text="May the requester (or the version's author) approve their own request?"
     )
     checks = models.JSONField(default=list, blank=True, help_text='e.g. [{"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}]')
+    # A model policy is raised to the global one field by field when evaluated (approvals.policy), unless
+    # a superuser set it below the global policy on purpose: then it stands as set.
+    exempt_from_global = models.BooleanField(
+        default=False, help_text="Set by a superuser below the global policy of the stage: used as is, not raised to it.",
+    )
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     creation_timestamp = models.BigIntegerField(default=now_ms)
     last_updated_timestamp = models.BigIntegerField(default=now_ms)

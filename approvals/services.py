@@ -24,7 +24,7 @@ from approvals.models import (
     StagePolicy,
     TransitionRequest,
 )
-from approvals.policy import EffectivePolicy, effective_policy
+from approvals.policy import EffectivePolicy, effective_policy, loosened_rules
 from core import permissions as perms
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, MlflowError, PermissionDenied, missing_parameter
 from registry.events import record_event
@@ -482,7 +482,9 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
                      approver_level: str | None = "", allow_self_approval=False, checks_spec=()) -> StagePolicy:
     """Create or replace the policy of `stage`: global (admins only) or for one model (CAN_MANAGE on it).
 
-    Locks the model for a per-model policy. Raises InvalidParameter naming the bad field."""
+    A model's policy may tighten the global policy of the stage, never lower it: PermissionDenied naming
+    the global rule, unless the user is a superuser (the row is then marked `exempt_from_global` and is
+    used as set). Locks the model for a per-model policy. Raises InvalidParameter naming the bad field."""
     target = _target_stage(stage)
     model = None
     if model_name:
@@ -504,12 +506,19 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
             f"Invalid value {approver_level!r} for parameter 'approver_level': must be one of {', '.join(APPROVER_LEVELS)}."
         )
     normalised = checks.validate_checks(list(checks_spec) if checks_spec is not None else [])
+    loosened = []
+    if model is not None:
+        # The global policy of the stage is a floor (see approvals.policy._combine for rows it later outgrows).
+        floor = StagePolicy.objects.filter(model__isnull=True, stage=target).first()
+        loosened = loosened_rules(floor=floor, requires_approval=requires_approval, min_approvals=min_approvals,
+                                  approver_level=approver_level, allow_self_approval=allow_self_approval, checks=normalised)
+        access.require_policy_floor(user, stage=target, loosened=loosened)
     ts = now_ms()
     row, created = StagePolicy.objects.update_or_create(
         model=model, stage=target,
         defaults=dict(requires_approval=requires_approval, min_approvals=min_approvals, approver_level=approver_level,
-                      allow_self_approval=allow_self_approval, checks=normalised, updated_by=_actor(user),
-                      last_updated_timestamp=ts),
+                      allow_self_approval=allow_self_approval, checks=normalised, exempt_from_global=bool(loosened),
+                      updated_by=_actor(user), last_updated_timestamp=ts),
     )
     payload = policy_json(row)
     record_event(type="stage_policy.set", model=model, actor=_actor(user), payload=payload)
@@ -544,6 +553,7 @@ def policy_json(row: StagePolicy) -> dict:
     }
     if row.model_id:
         data["model_name"] = row.model.name
+        data["exempt_from_global"] = row.exempt_from_global
     return data
 
 

@@ -7,6 +7,7 @@ app_name = "approvals"
 urlpatterns = [
     path("reviews/", views.inbox, name="inbox"),
     path("models/<path:name>/permissions/", views.model_permissions, name="model_permissions"),
+    path("models/<path:name>/policies/", views.model_policies, name="model_policies"),
     path("models/<path:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
     path("models/<path:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
     path("requests/<int:request_id>/review", views.review_request, name="review_request"),

@@ -380,6 +380,37 @@ def _policies_context(*, error: str = "", form: dict | None = None) -> dict:
     }
 
 
+def _policy_form(post, *, model_name: str = "") -> dict:
+    return {
+        "stage": post.get("stage", ""), "model_name": model_name or post.get("model_name", "").strip(),
+        "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
+        "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
+        "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
+    }
+
+
+def _save_policy(request, form: dict) -> str:
+    """Set or delete the policy the form names (one service call); the refusal's message, or ""."""
+    try:
+        if request.POST.get("action") == "delete":
+            services.delete_stage_policy(user=request.user, stage=form["stage"], model_name=form["model_name"] or None)
+            return ""
+        try:
+            spec = json.loads(form["checks"] or "[]")
+        except ValueError as exc:
+            raise InvalidParameter(f"Checks must be a JSON list: {exc}") from None
+        if not form["min_approvals"].strip().isdigit():
+            raise InvalidParameter("Minimum approvals must be a whole number from 1 to 20.")
+        services.set_stage_policy(
+            user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
+            requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
+            approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
+        )
+    except MlflowError as exc:
+        return exc.message
+    return ""
+
+
 @require_http_methods(["GET", "POST"])
 def settings_policies(request):
     """Stage policies (admins): set the global policy of a stage or a model's override; delete one."""
@@ -387,31 +418,8 @@ def settings_policies(request):
     template = "approvals/settings_policies.html"
     if request.method == "GET":
         return render(request, template, _policies_context())
-    post = request.POST
-    form = {
-        "stage": post.get("stage", ""), "model_name": post.get("model_name", "").strip(),
-        "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
-        "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
-        "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
-    }
-    error = ""
-    try:
-        if post.get("action") == "delete":
-            services.delete_stage_policy(user=request.user, stage=form["stage"], model_name=form["model_name"] or None)
-        else:
-            try:
-                spec = json.loads(form["checks"] or "[]")
-            except ValueError as exc:
-                raise InvalidParameter(f"Checks must be a JSON list: {exc}") from None
-            if not form["min_approvals"].strip().isdigit():
-                raise InvalidParameter("Minimum approvals must be a whole number from 1 to 20.")
-            services.set_stage_policy(
-                user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
-                requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
-                approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
-            )
-    except MlflowError as exc:
-        error = exc.message
+    form = _policy_form(request.POST)
+    error = _save_policy(request, form)
     context = _policies_context(error=error, form=form if error else None)
     if request.htmx:
         return render(request, template + "#policies-panel", context)
@@ -420,3 +428,40 @@ def settings_policies(request):
     messages.success(request, "Stage policies updated.")
     return redirect("approvals:settings_policies")
 
+
+def _model_policies_context(model, *, error: str = "", form: dict | None = None) -> dict:
+    from registry.services import stage_names
+
+    stages = stage_names()
+    rows = {p.stage: p for p in StagePolicy.objects.filter(model=model)}
+    globals_ = {p.stage: p for p in StagePolicy.objects.filter(model__isnull=True)}
+    effective = []
+    for stage in stages:
+        policy = effective_policy(model=model, stage=stage)
+        policy.checks_text = ", ".join(checks.describe(c) for c in policy.checks) or "—"
+        policy.own, policy.floor = rows.get(stage), globals_.get(stage)
+        effective.append(policy)
+    return {
+        "model": model, "effective": effective, "stages": stages, "approver_levels": APPROVER_LEVELS,
+        "policy_error": error, "policy_form": form or {"requires_approval": True, "min_approvals": "1", "checks": "[]"},
+        "can_manage": True, "tab": "policies", "nav_section": "models",
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def model_policies(request, name: str):
+    """A model's Stage policies tab (CAN_MANAGE): tighten the global policy of a stage for this model.
+    Lowering it is refused (200 with the message beside the form, nothing saved) unless a superuser does it."""
+    model, _ = get_model(request.user, name, perms.CAN_MANAGE)
+    template = "approvals/model_policies.html"
+    if request.method == "GET":
+        return render(request, template, _model_policies_context(model))
+    form = _policy_form(request.POST, model_name=model.name)
+    error = _save_policy(request, form)
+    context = _model_policies_context(model, error=error, form=form if error else None)
+    if request.htmx:
+        return render(request, template + "#model-policies-panel", context)
+    if error:
+        return render(request, template, context)
+    messages.success(request, "Stage policies updated.")
+    return redirect(reverse("approvals:model_policies", args=[model.name]))

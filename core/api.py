@@ -30,6 +30,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from core import auth as lockout
 from core.errors import (
     EndpointNotFound,
     InvalidParameter,
@@ -57,11 +58,14 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return (username, password) if sep else None
 
 
-def _user_from_basic(header: str):
+def _user_from_basic(header: str, request: HttpRequest):
     creds = _basic_credentials(header)
     if creds is None:
         return None
     username, password = creds
+    # Throttled guessing (core.auth, django-axes): a locked-out user name or address is refused before
+    # any password check, even with a credential verified (and cached) before the lockout began.
+    lockout.refuse_if_locked_out(request, username)
     User = get_user_model()
     # The cache key holds a hash of the whole credential, never the password itself.
     key = "basic-auth:" + hashlib.sha256(header.encode()).hexdigest()
@@ -75,6 +79,7 @@ def _user_from_basic(header: str):
         cache.delete(key)
     user = User.objects.filter(username=username, is_active=True).first()
     if user is None or not user.check_password(password):
+        lockout.record_failed_password(request, username)
         return None
     cache.set(key, (user.pk, user.password), settings.STAGEGATE_BASIC_AUTH_CACHE_SECONDS)
     return user
@@ -140,7 +145,7 @@ def authenticate_api_request(request: HttpRequest):
     if scheme == "bearer":
         user = _user_from_bearer(header)
     elif scheme == "basic":
-        user = _user_from_basic(header)
+        user = _user_from_basic(header, request)
     elif request.method in ("GET", "HEAD") and request.user.is_authenticated:
         # The browser session reads the API too (links from pages); writes need a credential.
         user = request.user
@@ -440,6 +445,8 @@ def json_response(data: dict, *, status: int = 200) -> HttpResponse:
 
 def error_response(error: MlflowError) -> HttpResponse:
     response = json_response(error.to_json(), status=error.status)
+    for name, value in getattr(error, "headers", {}).items():
+        response[name] = value
     if error.status == 401:
         response["WWW-Authenticate"] = 'Basic realm="stagegate", Bearer'
     return response
