@@ -286,6 +286,43 @@ def get_metric_history_bulk_interval(request, params):
     return {"metrics": [{**m.to_mlflow(), "run_id": m.run_id} for m in metrics]} if metrics else {}
 
 
+MAX_HISTORY_BULK_RESULTS, MAX_HISTORY_BULK_RUNS = 25000, 100
+
+
+@api_view("GET")
+def get_metric_history_bulk(request, params):
+    """`GET /ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=…&metric_key=` (the UI's charts), MLflow's texts."""
+    run_ids = params.string_list("run_id")
+    if not run_ids:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_HISTORY_BULK_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_HISTORY_BULK_RUNS} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    key = params.raw("metric_key")
+    if key is None:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
+    max_results = min(params.integer("max_results", default=MAX_HISTORY_BULK_RESULTS), MAX_HISTORY_BULK_RESULTS)
+    runs = [get_run_for_user(request.user, run_id) for run_id in dict.fromkeys(run_ids)]
+    return {"metrics": search.metric_history_bulk(runs=runs, key=key, max_results=max_results)}
+
+
+@api_view("POST")
+def search_datasets(request, params):
+    """`POST /ajax-api/2.0/mlflow/experiments/search-datasets` (the UI's dataset filter), MLflow's texts."""
+    experiment_ids = params.string_list("experiment_ids")
+    if not experiment_ids:
+        raise InvalidParameter("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > 20:
+        raise InvalidParameter(
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            f"Received {len(experiment_ids)} experiment_ids."
+        )
+    summaries = search.dataset_summaries(user=request.user, experiment_ids=experiment_ids)
+    return {"dataset_summaries": summaries} if summaries else {}
+
+
 # --------------------------------------------------------------------------- logged models
 
 
@@ -392,4 +429,10 @@ urlpatterns = [
     path("logged-models/<str:model_id>/tags", set_logged_model_tags),
     path("logged-models/<str:model_id>/params", log_logged_model_params),
     path("logged-models/<str:model_id>/tags/<path:tag_key>", delete_logged_model_tag),
+]
+
+# Below /ajax-api/2.0/mlflow/ only: MLflow serves these as Flask routes for its UI.
+ajax_urlpatterns = [
+    path("metrics/get-history-bulk", get_metric_history_bulk),
+    path("experiments/search-datasets", search_datasets),
 ]
