@@ -10,6 +10,7 @@ import mimetypes
 import posixpath
 from urllib.parse import urlparse
 
+from django.core.handlers.wsgi import LimitedStream
 from django.http import FileResponse, HttpResponse
 from django.urls import path, re_path
 
@@ -171,6 +172,10 @@ def request_body(request):
             return request, None  # ASGI: Django already spooled the whole body
         if environ.get("wsgi.input_terminated"):
             return raw, None  # gunicorn: decoded, ends at the end of the body
+        if isinstance(raw, LimitedStream):
+            # Django's runserver/live_server bound the socket to Content-Length (none: 0 bytes);
+            # the socket file behind that bound holds the still-chunked body.
+            raw = raw._read.__self__
         return ChunkedBody(raw), None
     raw_length = request.META.get("CONTENT_LENGTH") or ""
     if not raw_length:
