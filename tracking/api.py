@@ -117,6 +117,7 @@ def create_run(request, params):
         run_name=params.string("run_name"),
         start_time=params.integer("start_time"),
         tags=params.object_list("tags"),
+        user_id=params.string("user_id"),
     )
     return {"run": new_run_json(run, run.created_tags)}
 

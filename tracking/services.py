@@ -49,6 +49,7 @@ MAX_DATASET_NAME_SIZE = 500
 MAX_DATASET_DIGEST_SIZE = 36
 
 RUN_NAME_TAG = "mlflow.runName"
+MLFLOW_USER_TAG = "mlflow.user"
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
@@ -241,8 +242,13 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 999)}"
 
 
-def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None) -> Run:
-    """Create a RUNNING run owned by `user` (user_id is the authenticated username, never the client's claim).
+def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None,
+               user_id: str | None = None) -> Run:
+    """Create a RUNNING run owned by `user`.
+
+    `user_id` is MLflow's: the client's `user_id`, else its `mlflow.user` tag, else the username
+    (a raw REST caller that sends neither). The authenticated identity is `owner`, and only it counts
+    for permissions and the audit.
 
     The run name comes from `run_name`, else the mlflow.runName tag, else is generated; the
     tag is always set to it. Raises InvalidParameter (deleted experiment, bad tags).
@@ -262,7 +268,7 @@ def create_run(*, user, experiment: Experiment, run_name: str | None = None, sta
         run = Run(
             experiment=experiment,
             name=name,
-            user_id=getattr(user, "username", "") or "",
+            user_id=(user_id or pairs.get(MLFLOW_USER_TAG) or getattr(user, "username", "") or "")[:256],
             owner=user if getattr(user, "pk", None) else None,
             status=Run.RUNNING,
             start_time=start_time if start_time is not None else now_ms(),
