@@ -120,6 +120,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 # The MLflow API paths have no trailing slash; never redirect them.
 APPEND_SLASH = False
+# MLflow's server takes JSON bodies with up to a 16 MB dataset profile (Django's default stops at 2.5 MB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 TEMPLATES = [
     {

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import models
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -490,6 +491,9 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
                 result = fn(request, params, *args, **kwargs)
             except MlflowError as error:
                 return error_response(error)
+            except (RequestDataTooBig, TooManyFieldsSent) as exc:
+                # Django's own limits (body size, number of query fields): MLflow's JSON, not an HTML 400.
+                return error_response(InvalidParameter(f"Bad Request. {exc}"))
             if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result if result is not None else {})

@@ -294,3 +294,38 @@ def test_ajax_artifact_proxy_and_server_info(api, run):
     assert api.get("/ajax-api/2.0/mlflow-artifacts/artifacts", {"path": folder}).json() == {
         "files": [{"path": "x.txt", "is_dir": False, "file_size": 3}]}
     assert json.loads(api.get("/ajax-api/3.0/mlflow/server-info").content)["artifact_serving_enabled"] is True
+
+
+# --------------------------------------------------------------------------- MLflow's exact texts (item 4)
+
+
+@pytest.mark.parametrize(("endpoint", "body", "text"), [
+    ("experiments/create", {"name": 123}, "Invalid value 123 for parameter 'name'"),
+    ("experiments/create", {"name": "e", "artifact_location": 9.0}, "Invalid value 9.0 for parameter 'artifact_location'"),
+    ("experiments/create", {"name": "e", "artifact_location": "x", "tags": "5"}, 'Invalid value \\"5\\" for parameter \'tags\''),
+    ("runs/log-metric", {"run_id": 31, "key": "m", "value": 41, "timestamp": 59, "step": 26}, "Invalid value 31 for parameter 'run_id' supplied"),
+    ("runs/log-metric", {"run_id": "RUN", "key": 31, "value": 41, "timestamp": 59, "step": 26}, "Invalid value 31 for parameter 'key' supplied"),
+    ("runs/log-metric", {"run_id": "RUN", "key": "f", "value": 31, "timestamp": 59, "step": "foo"}, 'Invalid value \\"foo\\" for parameter \'step\' supplied'),
+    ("runs/log-metric", {"run_id": "RUN", "key": "f", "value": 31, "timestamp": "foo", "step": 41}, 'Invalid value \\"foo\\" for parameter \'timestamp\' supplied'),
+    ("runs/log-batch", {"run_id": "RUN", "metrics": "foo"}, 'Invalid value \\"foo\\" for parameter \'metrics\' supplied'),
+    ("runs/log-batch", {"run_id": "RUN", "params": "foo"}, 'Invalid value \\"foo\\" for parameter \'params\' supplied'),
+    ("runs/log-batch", {"run_id": "RUN", "tags": "foo"}, 'Invalid value \\"foo\\" for parameter \'tags\' supplied'),
+    ("runs/set-tag", {"run_id": "RUN", "key": "k", "value": 41}, "Invalid value 41 for parameter 'value' supplied"),
+])
+def test_invalid_values_read_as_on_mlflows_server(api, run, endpoint, body, text):
+    body = {k: run.run_uuid if v == "RUN" else v for k, v in body.items()}
+    response = api.post(endpoint, body)
+    assert response.status_code == 400
+    assert text in response.content.decode()  # the raw JSON text, as MLflow's tests read it
+
+
+def test_big_json_bodies_and_many_query_fields_answer_json(api, run, settings):
+    """A 3 MB dataset profile is a valid MLflow request; Django's own limits answer MLflow's JSON, never HTML."""
+    dataset = {"name": "d", "digest": "x", "source_type": "local", "source": "{}", "profile": "p" * (3 * 2**20)}
+    assert api.post("runs/log-inputs", {"run_id": run.run_uuid, "datasets": [{"dataset": dataset}]}).status_code == 200
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    assert error(api.post("runs/log-inputs", {"run_id": run.run_uuid, "datasets": [{"dataset": dataset}]})) == (
+        400, "INVALID_PARAMETER_VALUE")
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    assert error(api.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk", {"run_id": ["a"] * 20, "metric_key": "m"})) == (
+        400, "INVALID_PARAMETER_VALUE")
