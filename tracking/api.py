@@ -324,6 +324,13 @@ def search_datasets(request, params):
     return {"dataset_summaries": summaries} if summaries else {}
 
 
+@api_view(("GET", "POST"))
+def gateway_proxy(request, params):
+    """`/ajax-api/2.0/mlflow/gateway-proxy`: no AI gateway here, answered as MLflow's server answers
+    without MLFLOW_DEPLOYMENTS_TARGET (an empty gateway), so the UI's probe gets no error."""
+    return {"endpoints": []}
+
+
 # --------------------------------------------------------------------------- logged models
 
 
@@ -436,4 +443,5 @@ urlpatterns = [
 ajax_urlpatterns = [
     path("metrics/get-history-bulk", get_metric_history_bulk),
     path("experiments/search-datasets", search_datasets),
+    path("gateway-proxy", gateway_proxy),
 ]

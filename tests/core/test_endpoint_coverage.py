@@ -9,7 +9,7 @@ import pytest
 # MLflow features Stagegate does not offer (GenAI tracing and evaluation, the AI gateway, prompt
 # optimisation, webhooks, jobs, scorers, workspaces, review queues, the React UI's own files).
 OUT_OF_SCOPE = re.compile(
-    r"/(traces|unified-traces|get-online-trace-details|get-trace-artifact|gateway|gateway-proxy|prompt-optimization"
+    r"/(traces|unified-traces|get-online-trace-details|get-trace-artifact|gateway|prompt-optimization"
     r"|webhooks|jobs|scorer|scorers|datasets|workspaces|issues|label-schemas|review-queues|ui-telemetry|demo|genai"
     r"|assistant)(/|$)"
     r"|^/(graphql|build/|static-files/)|^/$|/2\.0mlflow/|/runs/create-promptlab-run$"
@@ -36,7 +36,8 @@ def test_the_list_is_mlflows_whole_tracking_registry_and_artifact_surface():
     assert len(routes) >= 140
     for expected in ("/get-artifact", "/model-versions/get-artifact", "/ajax-api/2.0/mlflow/upload-artifact",
                      "/ajax-api/2.0/mlflow/metrics/get-history-bulk", "/api/2.0/mlflow/artifacts/list",
-                     "/ajax-api/2.0/mlflow/experiments/search-datasets", "/api/3.0/mlflow/server-info"):
+                     "/ajax-api/2.0/mlflow/experiments/search-datasets", "/api/3.0/mlflow/server-info",
+                     "/ajax-api/2.0/mlflow/gateway-proxy"):
         assert expected in paths
 
 

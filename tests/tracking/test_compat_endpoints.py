@@ -331,3 +331,10 @@ def test_big_json_bodies_and_many_query_fields_answer_json(api, run, settings):
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
     assert error(api.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk", {"run_id": ["a"] * 20, "metric_key": "m"})) == (
         400, "INVALID_PARAMETER_VALUE")
+
+
+def test_gateway_proxy_is_an_empty_gateway(api, anon_api):
+    for call in (api.get, api.post):
+        response = call("/ajax-api/2.0/mlflow/gateway-proxy")
+        assert (response.status_code, response.json()) == (200, {"endpoints": []})
+    assert anon_api.get("/ajax-api/2.0/mlflow/gateway-proxy").status_code == 401
