@@ -8,7 +8,8 @@ request.body), downloads with FileResponse.
 
 import mimetypes
 import posixpath
-from urllib.parse import urlparse
+import unicodedata
+from urllib.parse import quote, urlparse
 
 from django.core.handlers.wsgi import LimitedStream
 from django.http import FileResponse, HttpResponse
@@ -29,8 +30,10 @@ from tracking import access
 # mlflow.utils.mime_type_utils.get_text_extensions(): served as text/plain.
 TEXT_EXTENSIONS = {
     "txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop", "hocon", "toml", "yaml", "yml",
-    "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb", "MLmodel", "MLproject",
+    "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb", "MLmodel", "mlproject",
 }
+# RFC 9110 token characters: a file name made only of them goes unquoted, as werkzeug writes it.
+TOKEN_CHARS = frozenset("!#$%&'*+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz|~")
 # Types a browser would render or run on our origin: sent as text/plain (always as an attachment).
 NEVER_INLINE = {"text/html", "application/xhtml+xml", "image/svg+xml", "text/javascript", "application/javascript"}
 DOWNLOAD_BLOCK_SIZE = 256 * 1024
@@ -107,16 +110,31 @@ def send_artifact(relative: str, name: str | None = None) -> FileResponse:
             # What the real server answers for a folder.
             raise InvalidParameter(f"Artifact path refers to a directory, not a file: '{name or relative}'") from None
         raise
-    response = FileResponse(
-        handle, content_type=content_type_for(relative), as_attachment=True,
-        filename=posixpath.basename(name or relative),
-    )
+    response = FileResponse(handle, content_type=content_type_for(relative))
+    response["Content-Disposition"] = content_disposition(posixpath.basename(name or relative))
     response["X-Content-Type-Options"] = "nosniff"
     response.block_size = DOWNLOAD_BLOCK_SIZE
     size = getattr(handle, "size", None)
     if isinstance(size, int) and "Content-Length" not in response:
         response["Content-Length"] = str(size)
     return response
+
+
+def _quote(value: str) -> str:
+    if value and TOKEN_CHARS.issuperset(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def content_disposition(filename: str) -> str:
+    """MLflow's `_content_disposition_attachment`: `attachment; filename=<token or quoted>`, plus an
+    RFC 5987 `filename*` (and an ASCII fallback) for names that are not ASCII."""
+    try:
+        filename.encode("ascii")
+    except UnicodeEncodeError:
+        fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii") or "download"
+        return f"attachment; filename={_quote(fallback)}; filename*=UTF-8''{quote(filename, safe='!#$&+-.^_`|~')}"
+    return f"attachment; filename={_quote(filename)}"
 
 
 class ChunkedBody:

@@ -191,7 +191,7 @@ def test_get_logged_model_artifact(api, api_for, reader, outsider, logged_model)
     url = f"/ajax-api/2.0/mlflow/logged-models/{logged_model.model_id}/artifacts/files"
     response = api.get(url, {"artifact_file_path": "sub/weights.bin"})
     assert response.status_code == 200 and download(response) == b"123"
-    assert response["Content-Disposition"].startswith("attachment") and 'filename="weights.bin"' in response["Content-Disposition"]
+    assert response["Content-Disposition"].startswith("attachment") and "filename=weights.bin" in response["Content-Disposition"]
     assert api.get(url).json() == {
         "error_code": "BAD_REQUEST", "message": 'Request must include the "artifact_file_path" query parameter.'}
     assert error(api.get(url, {"artifact_file_path": "../x"})) == (400, "INVALID_PARAMETER_VALUE")
@@ -338,3 +338,25 @@ def test_gateway_proxy_is_an_empty_gateway(api, anon_api):
         response = call("/ajax-api/2.0/mlflow/gateway-proxy")
         assert (response.status_code, response.json()) == (200, {"endpoints": []})
     assert anon_api.get("/ajax-api/2.0/mlflow/gateway-proxy").status_code == 401
+
+
+@pytest.mark.parametrize("name", ["a.txt", "dog%step%100%timestamp%100%ab12.png", "with space.txt", 'q"uote\\.bin', "日本語.csv", "日本語", ""])
+def test_content_disposition_is_mlflows(name):
+    from mlflow.server.handlers import _content_disposition_attachment
+
+    from tracking.artifacts import content_disposition
+
+    assert content_disposition(name) == _content_disposition_attachment(name)
+
+
+@pytest.mark.parametrize(("name", "content_type"), [("b.pkl", "application/octet-stream"), ("c.png", "image/png"),
+                                                    ("d.pdf", "application/pdf"), ("mlproject", "text/plain")])
+def test_requested_type_is_never_served(api, run, _artifact_root, name, content_type):
+    """MLflow's test_server_overrides_requested_mime_type: `Accept: text/html` changes nothing."""
+    folder = f"{run.experiment_id}/{run.run_uuid}/artifacts"
+    assert api.put(f"/api/2.0/mlflow-artifacts/artifacts/{folder}/{name}", b"x").status_code == 200
+    for response in (api.get(f"/api/2.0/mlflow-artifacts/artifacts/{folder}/{name}", HTTP_ACCEPT="text/html"),
+                     api.get("/get-artifact", {"run_id": run.run_uuid, "path": name}, HTTP_ACCEPT="text/html")):
+        assert response["Content-Type"] == content_type
+        assert response["Content-Disposition"] == f"attachment; filename={name}"
+        assert download(response) == b"x"
