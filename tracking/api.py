@@ -19,7 +19,7 @@ from tracking.access import (
     visible_run_sql,
 )
 from tracking.models import (
-    RUN_INFO_FIELDS, Experiment, LoggedModel, attach_model_metrics, new_run_json, run_json, runs_to_mlflow,
+    RUN_INFO_FIELDS, Experiment, LoggedModel, Run, attach_model_metrics, new_run_json, run_json, runs_to_mlflow,
 )
 
 # --------------------------------------------------------------------------- experiments
@@ -324,6 +324,34 @@ def search_datasets(request, params):
     return {"dataset_summaries": summaries} if summaries else {}
 
 
+@api_view("POST")
+def create_promptlab_run(request, params):
+    """`POST /ajax-api/2.0/mlflow/runs/create-promptlab-run` (the UI's prompt lab), MLflow's texts."""
+    def required(name: str):
+        value = params.raw(name)
+        if not value:
+            raise InvalidParameter(f"CreatePromptlabRun request must specify {name}.")
+        return value
+
+    experiment_id = required("experiment_id")
+    values = {name: required(name) for name in ("prompt_template", "prompt_parameters", "model_route", "model_input")}
+    required("mlflow_version")
+    experiment = get_experiment_for_user(request.user, experiment_id, action="edit")
+    run = services.create_promptlab_run(
+        user=request.user,
+        experiment=experiment,
+        **values,
+        model_output=params.string("model_output"),
+        model_parameters=params.object_list("model_parameters"),
+        model_output_parameters=params.object_list("model_output_parameters"),
+        run_name=params.string("run_name"),
+        tags=params.object_list("tags"),
+        user_id=params.string("user_id") or "unknown",
+        start_time=params.integer("start_time"),
+    )
+    return {"run": Run.objects.for_mlflow().get(pk=run.pk).to_mlflow()}
+
+
 @api_view(("GET", "POST"))
 def gateway_proxy(request, params):
     """`/ajax-api/2.0/mlflow/gateway-proxy`: no AI gateway here, answered as MLflow's server answers
@@ -444,4 +472,5 @@ ajax_urlpatterns = [
     path("metrics/get-history-bulk", get_metric_history_bulk),
     path("experiments/search-datasets", search_datasets),
     path("gateway-proxy", gateway_proxy),
+    path("runs/create-promptlab-run", create_promptlab_run),
 ]

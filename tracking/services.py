@@ -8,6 +8,7 @@ two writers on one run (log-batch from several threads) keep LatestMetric and
 the param "immutable once set" rule consistent.
 """
 
+import io
 import json
 import math
 import random
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
+from core import artifacts
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
 from core.sql import execute_all, insert_statement, row_by_pk
 from tracking.models import (
@@ -315,6 +317,42 @@ def delete_run(*, run: Run) -> None:
 @transaction.atomic
 def restore_run(*, run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(lifecycle_stage=ACTIVE, deleted_time=None)
+
+
+def _promptlab_pairs(items, name: str) -> list[dict]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str) for i in items):
+        raise InvalidParameter(f"Invalid value for parameter '{name}': expected a list of {{key, value}} objects.")
+    return [{"key": i["key"], "value": str(i.get("value", ""))} for i in items]
+
+
+def create_promptlab_run(*, user, experiment: Experiment, prompt_template: str, prompt_parameters, model_route: str,
+                         model_input: str, model_output: str | None = None, model_parameters=(),
+                         model_output_parameters=(), run_name: str | None = None, tags=None, user_id: str = "unknown",
+                         start_time: int | None = None) -> Run:
+    """MLflow's prompt-lab run (mlflow.utils.promptlab_utils): a FINISHED run with the route and template
+    as params, the evaluation table as `eval_results_table.json`. The prompt-lab model folder MLflow also
+    writes needs MLflow's own model code, which this server does not run. Raises InvalidParameter."""
+    prompt_parameters = _promptlab_pairs(prompt_parameters, "prompt_parameters")
+    model_parameters = _promptlab_pairs(list(model_parameters or []), "model_parameters")
+    output_parameters = _promptlab_pairs(list(model_output_parameters or []), "model_output_parameters")
+    with transaction.atomic():
+        run = create_run(user=user, experiment=experiment, run_name=run_name, start_time=start_time, tags=tags,
+                         user_id=user_id)
+        log_batch(run=run, params=[*model_parameters, {"key": "model_route", "value": model_route},
+                                   {"key": "prompt_template", "value": prompt_template}],
+                  tags=[{"key": "mlflow.loggedArtifacts", "value": json.dumps([{"path": "eval_results_table.json", "type": "table"}])},
+                        {"key": "mlflow.runSourceType", "value": "PROMPT_ENGINEERING"}])
+    table = {
+        "columns": [p["key"] for p in prompt_parameters] + ["prompt", "output"] + [p["key"] for p in output_parameters],
+        "data": [[p["value"] for p in prompt_parameters] + [model_input, model_output] + [p["value"] for p in output_parameters]],
+    }
+    status = Run.FINISHED
+    try:
+        root = artifacts.uri_to_path(run.artifact_uri)
+        artifacts.save_stream(artifacts.join(root, "eval_results_table.json"), io.BytesIO(json.dumps(table).encode()))
+    except (InvalidParameter, OSError):
+        status = Run.FAILED  # as MLflow: a failed artifact write leaves the run FAILED, not the request
+    return update_run(run=run, status=status, end_time=now_ms())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ OUT_OF_SCOPE = re.compile(
     r"/(traces|unified-traces|get-online-trace-details|get-trace-artifact|gateway|prompt-optimization"
     r"|webhooks|jobs|scorer|scorers|datasets|workspaces|issues|label-schemas|review-queues|ui-telemetry|demo|genai"
     r"|assistant)(/|$)"
-    r"|^/(graphql|build/|static-files/)|^/$|/2\.0mlflow/|/runs/create-promptlab-run$"
+    r"|^/(graphql|build/|static-files/)|^/$|/2\.0mlflow/"
 )
 SAMPLE = {"model_id": "m-0123456789abcdef0123456789abcdef", "tag_key": "k", "artifact_path": "1/abc/artifacts/x.txt"}
 

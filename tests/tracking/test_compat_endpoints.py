@@ -360,3 +360,41 @@ def test_requested_type_is_never_served(api, run, _artifact_root, name, content_
         assert response["Content-Type"] == content_type
         assert response["Content-Disposition"] == f"attachment; filename={name}"
         assert download(response) == b"x"
+
+
+# --------------------------------------------------------------------------- the UI's prompt lab run
+
+PROMPTLAB = "/ajax-api/2.0/mlflow/runs/create-promptlab-run"
+
+
+def test_create_promptlab_run_rejects_invalid_requests(api):
+    body = {}
+    for field, value in (("experiment_id", "123"), ("prompt_template", "t"), ("prompt_parameters", [{"key": "k", "value": "v"}]),
+                         ("model_route", "r"), ("model_input", "i"), ("mlflow_version", "1.0.0")):
+        response = api.post(PROMPTLAB, body)
+        assert (response.status_code, response.json()["message"]) == (400, f"CreatePromptlabRun request must specify {field}.")
+        body[field] = value
+    assert error(api.post(PROMPTLAB, body)) == (404, "RESOURCE_DOES_NOT_EXIST")  # experiment 123
+
+
+def test_create_promptlab_run(api, api_for, reader, experiment, _artifact_root):
+    body = {
+        "experiment_id": str(experiment.pk), "run_name": "my_run_name", "prompt_template": "my_prompt_template",
+        "prompt_parameters": [{"key": "my_key", "value": "my_value"}], "model_route": "my_route",
+        "model_parameters": [{"key": "temperature", "value": "0.1"}], "model_input": "my_input", "model_output": "my_output",
+        "model_output_parameters": [{"key": "latency", "value": "100"}], "mlflow_version": "1.0.0", "user_id": "username",
+        "start_time": 456,
+    }
+    response = api.post(PROMPTLAB, body)
+    assert response.status_code == 200, response.content
+    run = response.json()["run"]
+    assert (run["info"]["run_name"], run["info"]["experiment_id"], run["info"]["user_id"]) == ("my_run_name", str(experiment.pk), "username")
+    assert (run["info"]["status"], run["info"]["start_time"]) == ("FINISHED", 456)
+    params = run["data"]["params"]
+    assert {"key": "model_route", "value": "my_route"} in params and {"key": "temperature", "value": "0.1"} in params
+    assert {"key": "prompt_template", "value": "my_prompt_template"} in params
+    assert {"key": "mlflow.loggedArtifacts", "value": '[{"path": "eval_results_table.json", "type": "table"}]'} in run["data"]["tags"]
+    assert {"key": "mlflow.runSourceType", "value": "PROMPT_ENGINEERING"} in run["data"]["tags"]
+    table = json.loads(download(api.get("/get-artifact", {"run_id": run["info"]["run_id"], "path": "eval_results_table.json"})))
+    assert table == {"columns": ["my_key", "prompt", "output", "latency"], "data": [["my_value", "my_input", "my_output", "100"]]}
+    assert error(api_for(reader).post(PROMPTLAB, body)) == (403, "PERMISSION_DENIED")
