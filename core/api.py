@@ -36,6 +36,7 @@ from core.errors import (
     InvalidParameter,
     MlflowError,
     Unauthenticated,
+    render_value,
     invalid_value,
     missing_parameter,
 )
@@ -299,9 +300,12 @@ class Params:
         value = self.integer(name, default=default)
         if value is None:
             return default
-        if value < 0 or value > maximum:
+        if value > maximum:
+            # MLflow's schema check: the value as it arrived (a JSON number bare, a query string quoted).
+            raise invalid_value(name, self.raw(name))
+        if value < 0:
             raise InvalidParameter(
-                f'Invalid value "{value}" for parameter \'{name}\' supplied: '
+                f"Invalid value {render_value(self.raw(name))} for parameter '{name}' supplied: "
                 f"it must be between 0 and {maximum}."
             )
         return value

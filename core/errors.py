@@ -92,13 +92,13 @@ def missing_parameter(name: str) -> InvalidParameter:
 
 def invalid_value(name: str, value) -> InvalidParameter:
     return InvalidParameter(
-        f"Invalid value {_render(value)} for parameter '{name}' supplied:  "
+        f"Invalid value {render_value(value)} for parameter '{name}' supplied:  "
         f"Hint: Value was of type '{type(value).__name__}'. "
         "See the API docs for more information about request parameters."
     )
 
 
-def _render(value) -> str:
+def render_value(value) -> str:
     """The value as mlflow.utils.validation.invalid_value writes it: compact JSON, keys sorted
     (a string arrives quoted: `Invalid value "5" for parameter 'tags' supplied`)."""
     try:

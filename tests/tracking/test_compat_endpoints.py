@@ -398,3 +398,12 @@ def test_create_promptlab_run(api, api_for, reader, experiment, _artifact_root):
     table = json.loads(download(api.get("/get-artifact", {"run_id": run["info"]["run_id"], "path": "eval_results_table.json"})))
     assert table == {"columns": ["my_key", "prompt", "output", "latency"], "data": [["my_value", "my_input", "my_output", "100"]]}
     assert error(api_for(reader).post(PROMPTLAB, body)) == (403, "PERMISSION_DENIED")
+
+
+def test_max_results_past_the_limit_reads_as_on_mlflows_server(api, experiment):
+    """MLflow's test_search_validation: the JSON number bare; a query-string value quoted."""
+    response = api.post("runs/search", {"experiment_ids": [str(experiment.pk)], "max_results": 123456789})
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Invalid value 123456789 for parameter 'max_results' supplied")
+    response = api.get("registered-models/search", {"max_results": "1001"})
+    assert response.json()["message"].startswith('Invalid value "1001" for parameter \'max_results\' supplied')
