@@ -407,3 +407,13 @@ def test_max_results_past_the_limit_reads_as_on_mlflows_server(api, experiment):
     assert response.json()["message"].startswith("Invalid value 123456789 for parameter 'max_results' supplied")
     response = api.get("registered-models/search", {"max_results": "1001"})
     assert response.json()["message"].startswith('Invalid value "1001" for parameter \'max_results\' supplied')
+
+
+def test_write_routes_refuse_readers_with_403(api_for, reader, run):
+    as_reader = api_for(reader)
+    folder = f"{run.experiment_id}/{run.run_uuid}/artifacts/x.bin"
+    assert error(as_reader.post(f"/api/2.0/mlflow-artifacts/mpu/create/{folder}", {"path": "x.bin"})) == (403, "PERMISSION_DENIED")
+    assert error(as_reader.post("artifacts/presigned-upload-url", {"run_id": run.run_uuid, "path": "x"})) == (403, "PERMISSION_DENIED")
+    # Reads stay open to readers (and answer MLflow's refusal for proxied storage).
+    assert error(as_reader.post("artifacts/presigned-download-url", {"run_id": run.run_uuid, "path": "x"})) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(as_reader.get(f"/api/2.0/mlflow-artifacts/presigned/{folder}")) == (501, "NOT_IMPLEMENTED")
