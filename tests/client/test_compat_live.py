@@ -118,13 +118,20 @@ def make_run_gunicorn_args() -> list[str]:
     return [a.replace("$(PORT)", "{port}").replace("$(WORKERS)", "1") for a in args]
 
 
-def test_long_request_line_through_gunicorn_with_make_run_flags(tmp_path):
+def test_gunicorn_with_make_run_flags_takes_long_lines_and_chunked_uploads(tmp_path, _artifact_root, token, run):
+    """The production server as `make run` starts it, on this test's database and artifact folder:
+    a 15 KB request line and header reach Django; a chunked upload (gunicorn decodes it) is stored whole."""
+    from django.db import connection
+
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [a.format(port=port) for a in make_run_gunicorn_args()]
+    db = connection.settings_dict
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "STAGEGATE_", "DJANGO_"))}
-    env.update({"STAGEGATE_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    env.update({"STAGEGATE_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT), "STAGEGATE_ARTIFACT_ROOT": str(_artifact_root)})
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -140,6 +147,16 @@ def test_long_request_line_through_gunicorn_with_make_run_flags(tmp_path):
                                 headers={"X-Long": "y" * 15000}, timeout=10)
         assert response.status_code == 401, response.text[:200]
         assert response.json()["error_code"] == "UNAUTHENTICATED"
+        if connection.vendor != "postgresql":
+            return  # an in-memory test database is not reachable from another process
+        folder = f"{run.experiment_id}/{run.run_uuid}/artifacts"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{folder}/g.bin", body=iter([b"a" * 300_000, b"b" * 5]),
+                     encode_chunked=True, headers={"Authorization": f"Bearer {token}", "Transfer-Encoding": "chunked"})
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+        conn.close()
+        assert (_artifact_root / folder / "g.bin").read_bytes() == b"a" * 300_000 + b"b" * 5
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # quick shutdown: a keep-alive connection would hold SIGTERM's
         try:
