@@ -474,6 +474,10 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
         @wraps(fn)
         def view(request: HttpRequest, *args, **kwargs):
             try:
+                if request.method == "HEAD" and "GET" in allowed:
+                    # As Flask does for MLflow's GET routes: run the GET (the server drops the body).
+                    # The view sees GET, so no branch of it can take a HEAD for a write.
+                    request.method = "GET"
                 if request.method not in allowed:
                     response = json_response(
                         {

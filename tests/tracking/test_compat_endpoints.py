@@ -417,3 +417,15 @@ def test_write_routes_refuse_readers_with_403(api_for, reader, run):
     # Reads stay open to readers (and answer MLflow's refusal for proxied storage).
     assert error(as_reader.post("artifacts/presigned-download-url", {"run_id": run.run_uuid, "path": "x"})) == (400, "INVALID_PARAMETER_VALUE")
     assert error(as_reader.get(f"/api/2.0/mlflow-artifacts/presigned/{folder}")) == (501, "NOT_IMPLEMENTED")
+
+
+def test_head_runs_the_get_and_never_a_write(api, run, run_files):
+    folder = f"{run.experiment_id}/{run.run_uuid}/artifacts"
+    response = api.client.head(f"/api/2.0/mlflow-artifacts/artifacts/{folder}/notes.txt", **api.headers)
+    assert response.status_code == 200 and response["Content-Length"] == "5"
+    release(response)
+    assert (run_files / "notes.txt").exists()  # the proxy's view deletes on anything but GET/PUT
+    response = api.client.head("/get-artifact", {"run_id": run.run_uuid, "path": "notes.txt"}, **api.headers)
+    assert response.status_code == 200 and response["Content-Type"] == "text/plain"
+    release(response)
+    assert api.client.head("/api/2.0/mlflow/runs/create", **api.headers).status_code == 405
