@@ -52,3 +52,10 @@ def test_every_mlflow_route_is_served(client):
         if response.status_code != expected:
             missing.append(f"{method} {path} -> {response.status_code}")
     assert missing == []
+
+
+@pytest.mark.django_db
+def test_health_and_version_answer_head(client):
+    assert client.head("/health").status_code == 200
+    assert client.head("/version").status_code == 200
+    assert client.post("/health").status_code == 405
