@@ -37,7 +37,8 @@ bootstrap: migrate
 run: bootstrap
 	@echo "Stagegate on http://127.0.0.1:$(PORT)  (MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT))"
 	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) --threads 4 \
-	  --worker-class gthread --timeout 300 --keep-alive 30 --access-logfile -
+	  --worker-class gthread --timeout 300 --keep-alive 30 --access-logfile - \
+	  --limit-request-line 0 --limit-request-field_size 16384
 
 # What the test suite needs beyond Python packages: the MLflow 2.22 client venv and Debian's Chromium.
 .venv-mlflow2/.installed:

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import models
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -36,6 +37,7 @@ from core.errors import (
     InvalidParameter,
     MlflowError,
     Unauthenticated,
+    render_value,
     invalid_value,
     missing_parameter,
 )
@@ -303,9 +305,12 @@ class Params:
         value = self.integer(name, default=default)
         if value is None:
             return default
-        if value < 0 or value > maximum:
+        if value > maximum:
+            # MLflow's schema check: the value as it arrived (a JSON number bare, a query string quoted).
+            raise invalid_value(name, self.raw(name))
+        if value < 0:
             raise InvalidParameter(
-                f'Invalid value "{value}" for parameter \'{name}\' supplied: '
+                f"Invalid value {render_value(self.raw(name))} for parameter '{name}' supplied: "
                 f"it must be between 0 and {maximum}."
             )
         return value
@@ -476,6 +481,10 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
         @wraps(fn)
         def view(request: HttpRequest, *args, **kwargs):
             try:
+                if request.method == "HEAD" and "GET" in allowed:
+                    # As Flask does for MLflow's GET routes: run the GET (the server drops the body).
+                    # The view sees GET, so no branch of it can take a HEAD for a write.
+                    request.method = "GET"
                 if request.method not in allowed:
                     response = json_response(
                         {
@@ -497,6 +506,9 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
                 result = fn(request, params, *args, **kwargs)
             except MlflowError as error:
                 return error_response(error)
+            except (RequestDataTooBig, TooManyFieldsSent) as exc:
+                # Django's own limits (body size, number of query fields): MLflow's JSON, not an HTML 400.
+                return error_response(InvalidParameter(f"Bad Request. {exc}"))
             if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result if result is not None else {})

@@ -427,6 +427,41 @@ def metric_history_bulk_interval(*, runs: list[Run], key: str, max_results: int,
     return list(qs.order_by("run_id", "step", "timestamp", "pk"))
 
 
+def metric_history_bulk(*, runs: list[Run], key: str, max_results: int) -> list[dict]:
+    """MLflow's GetMetricHistoryBulk: the points of several runs, by (run id, timestamp, step, value),
+    at most `max_results` in all, each with its run_id."""
+    rows = (Metric.objects.filter(run__in=runs, key=key)
+            .order_by("run_id", "timestamp", "step", "value", "pk")
+            .values_list("key", "value", "is_nan", "timestamp", "step", "run_id")[:max(max_results, 0)])
+    return [{**metric_json(*row[:5]), "run_id": row[5]} for row in rows]
+
+
+MAX_DATASET_SUMMARIES_RESULTS = 1000
+
+
+def dataset_summaries(*, user, experiment_ids: list[str]) -> list[dict]:
+    """MLflow's SearchDatasets: distinct (experiment, dataset name, digest, context) of the runs' inputs
+    in the experiments the user may read; the others are left out silently, as MLflow drops unknown ids."""
+    ids = []
+    for value in experiment_ids:
+        try:
+            ids.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    rows = (RunInput.objects
+            .filter(dataset__experiment__in=experiments_visible_to(user).filter(pk__in=ids))
+            .values_list("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+            .order_by("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+            .distinct()[:MAX_DATASET_SUMMARIES_RESULTS])
+    summaries = []
+    for experiment_id, name, digest, context in rows:
+        summary = {"experiment_id": str(experiment_id), "name": name, "digest": digest}
+        if context:
+            summary["context"] = context
+        summaries.append(summary)
+    return summaries
+
+
 # --------------------------------------------------------------------------- logged models
 
 LOGGED_MODEL_STRING_ATTRIBUTES = {

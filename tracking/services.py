@@ -8,6 +8,7 @@ two writers on one run (log-batch from several threads) keep LatestMetric and
 the param "immutable once set" rule consistent.
 """
 
+import io
 import json
 import math
 import random
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
+from core import artifacts
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
 from core.sql import execute_all, insert_statement, row_by_pk
 from tracking.models import (
@@ -49,6 +51,7 @@ MAX_DATASET_NAME_SIZE = 500
 MAX_DATASET_DIGEST_SIZE = 36
 
 RUN_NAME_TAG = "mlflow.runName"
+MLFLOW_USER_TAG = "mlflow.user"
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
@@ -241,8 +244,13 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 999)}"
 
 
-def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None) -> Run:
-    """Create a RUNNING run owned by `user` (user_id is the authenticated username, never the client's claim).
+def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None,
+               user_id: str | None = None) -> Run:
+    """Create a RUNNING run owned by `user`.
+
+    `user_id` is MLflow's: the client's `user_id`, else its `mlflow.user` tag, else the username
+    (a raw REST caller that sends neither). The authenticated identity is `owner`, and only it counts
+    for permissions and the audit.
 
     The run name comes from `run_name`, else the mlflow.runName tag, else is generated; the
     tag is always set to it. Raises InvalidParameter (deleted experiment, bad tags).
@@ -262,7 +270,7 @@ def create_run(*, user, experiment: Experiment, run_name: str | None = None, sta
         run = Run(
             experiment=experiment,
             name=name,
-            user_id=getattr(user, "username", "") or "",
+            user_id=(user_id or pairs.get(MLFLOW_USER_TAG) or getattr(user, "username", "") or "")[:256],
             owner=user if getattr(user, "pk", None) else None,
             status=Run.RUNNING,
             start_time=start_time if start_time is not None else now_ms(),
@@ -309,6 +317,42 @@ def delete_run(*, run: Run) -> None:
 @transaction.atomic
 def restore_run(*, run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(lifecycle_stage=ACTIVE, deleted_time=None)
+
+
+def _promptlab_pairs(items, name: str) -> list[dict]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str) for i in items):
+        raise InvalidParameter(f"Invalid value for parameter '{name}': expected a list of {{key, value}} objects.")
+    return [{"key": i["key"], "value": str(i.get("value", ""))} for i in items]
+
+
+def create_promptlab_run(*, user, experiment: Experiment, prompt_template: str, prompt_parameters, model_route: str,
+                         model_input: str, model_output: str | None = None, model_parameters=(),
+                         model_output_parameters=(), run_name: str | None = None, tags=None, user_id: str = "unknown",
+                         start_time: int | None = None) -> Run:
+    """MLflow's prompt-lab run (mlflow.utils.promptlab_utils): a FINISHED run with the route and template
+    as params, the evaluation table as `eval_results_table.json`. The prompt-lab model folder MLflow also
+    writes needs MLflow's own model code, which this server does not run. Raises InvalidParameter."""
+    prompt_parameters = _promptlab_pairs(prompt_parameters, "prompt_parameters")
+    model_parameters = _promptlab_pairs(list(model_parameters or []), "model_parameters")
+    output_parameters = _promptlab_pairs(list(model_output_parameters or []), "model_output_parameters")
+    with transaction.atomic():
+        run = create_run(user=user, experiment=experiment, run_name=run_name, start_time=start_time, tags=tags,
+                         user_id=user_id)
+        log_batch(run=run, params=[*model_parameters, {"key": "model_route", "value": model_route},
+                                   {"key": "prompt_template", "value": prompt_template}],
+                  tags=[{"key": "mlflow.loggedArtifacts", "value": json.dumps([{"path": "eval_results_table.json", "type": "table"}])},
+                        {"key": "mlflow.runSourceType", "value": "PROMPT_ENGINEERING"}])
+    table = {
+        "columns": [p["key"] for p in prompt_parameters] + ["prompt", "output"] + [p["key"] for p in output_parameters],
+        "data": [[p["value"] for p in prompt_parameters] + [model_input, model_output] + [p["value"] for p in output_parameters]],
+    }
+    status = Run.FINISHED
+    try:
+        root = artifacts.uri_to_path(run.artifact_uri)
+        artifacts.save_stream(artifacts.join(root, "eval_results_table.json"), io.BytesIO(json.dumps(table).encode()))
+    except (InvalidParameter, OSError):
+        status = Run.FAILED  # as MLflow: a failed artifact write leaves the run FAILED, not the request
+    return update_run(run=run, status=status, end_time=now_ms())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
@@ -268,12 +269,14 @@ def experiment_detail(request, experiment_id: int):
 def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) -> list[dict]:
     """Table cells of the runs on screen, from what search_runs prefetched (no query per row)."""
     rows = []
+    creators = _creators(runs)
     for run in runs:
         params = {p.key: p.value for p in run.params.all()}
         metrics = {m.key: _metric_value(m) for m in run.latest_metrics.all()}
         rows.append(
             {
                 "run": run,
+                "created_by": _created_by(run, creators.get(run.owner_id)),
                 "start": ms_to_datetime(run.start_time),
                 "duration": duration_text(run.start_time, run.end_time),
                 "params": [params.get(key) for key in param_keys],
@@ -281,6 +284,19 @@ def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) ->
             }
         )
     return rows
+
+
+def _creators(runs: list[Run]) -> dict:
+    """Usernames of the runs' owners (who authenticated), in one query."""
+    owner_ids = {run.owner_id for run in runs if run.owner_id}
+    if not owner_ids:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", "username"))
+
+
+def _created_by(run: Run, username: str | None) -> str:
+    """The authenticated creator, shown beside MLflow's user_id (the client's claim) when they differ."""
+    return username if username and username != run.user_id else ""
 
 
 # --------------------------------------------------------------------------- runs
@@ -417,6 +433,7 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
     tag_map = dict(tags)
     context = {
         "run": run,
+        "created_by": _created_by(run, _creators([run]).get(run.owner_id)),
         "experiment": run.experiment,
         "start": ms_to_datetime(run.start_time),
         "end": ms_to_datetime(run.end_time),

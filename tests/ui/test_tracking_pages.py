@@ -540,3 +540,16 @@ def test_created_header_toggles_the_default_newest_first_order(web, owner, exper
     link = response.context["columns"]["start_time"]
     assert "dir=asc" in link
     assert [r["run"].name for r in web.get(url + link).context["rows"]] == ["old", "new"]
+
+
+def test_run_user_id_and_the_account_that_created_it(web, owner, experiment, run):
+    """MLflow's user_id is the client's claim; the authenticated creator is shown beside it when they differ."""
+    from tracking import services
+
+    claimed = services.create_run(user=owner, experiment=experiment, run_name="claimed", tags=[{"key": "mlflow.user", "value": "ci-bot"}])
+    html = web.get(f"/runs/{claimed.run_uuid}/").content.decode()
+    assert "ci-bot" in html and "created by owner" in html
+    assert "created by" not in web.get(f"/runs/{run.run_uuid}/").content.decode()  # user_id is the owner's name
+    table = web.get(f"/experiments/{experiment.pk}/").content.decode()
+    assert "ci-bot <span" in table and "(owner)" in table
+    assert table.count("(owner)") == 1
