@@ -27,17 +27,48 @@ class Series:
     extra: dict = field(default_factory=dict)
 
 
-def finite_points(points) -> list[tuple[float, float]]:
-    """Drop NaN/±Inf points: they cannot be drawn (MLflow's charts skip them too)."""
-    return [(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+def finite_points(points) -> list[tuple]:
+    """Drop NaN/±Inf points: they cannot be drawn (MLflow's charts skip them too).
+    Points are (x, y) or (x, y, timestamp): what follows y is kept as it is."""
+    return [(float(p[0]), float(p[1]), *p[2:]) for p in points if math.isfinite(p[0]) and math.isfinite(p[1])]
 
 
-def lttb(points: list[tuple[float, float]], threshold: int) -> list[tuple[float, float]]:
+def downsampled(series: list[Series], max_points: int = DEFAULT_MAX_POINTS) -> list[Series]:
+    """The series with their finite points sorted by x and reduced by LTTB: computed once, then
+    drawn both as the SVG fallback (line_chart) and by static/js/charts.js (line_data)."""
+    return [
+        Series(s.name, lttb(sorted(finite_points(s.points)), max_points), s.color or PALETTE[i % len(PALETTE)], s.href, s.extra)
+        for i, s in enumerate(series)
+    ]
+
+
+def line_data(series: list[Series], *, y_label: str) -> dict:
+    """The JSON static/js/charts.js draws with uPlot: per series its name, colour, steps, values and
+    timestamps (ms, for the wall/relative time axes). Give it `downsampled` series."""
+    return {
+        "kind": "line",
+        "y_label": y_label,
+        "series": [
+            {
+                "name": s.name,
+                "color": s.color,
+                "step": [p[0] for p in s.points],
+                "value": [p[1] for p in s.points],
+                "time": [p[2] if len(p) > 2 else None for p in s.points],
+                **s.extra,
+            }
+            for s in series
+        ],
+    }
+
+
+def lttb(points: list[tuple], threshold: int) -> list[tuple]:
     """Largest-Triangle-Three-Buckets downsampling of points sorted by x.
 
     Keeps the first and last point, and from each of `threshold - 2` buckets the
     point forming the largest triangle with the previous kept point and the next
     bucket's average. Returns the input unchanged when it is already small enough.
+    Points are (x, y, …): only x and y choose, the rest (a timestamp) rides along.
     """
     n = len(points)
     if n <= max(threshold, 2):
@@ -56,10 +87,10 @@ def lttb(points: list[tuple[float, float]], threshold: int) -> list[tuple[float,
         avg_y = sum(p[1] for p in span) / len(span)
         start = int(math.floor(i * every)) + 1
         end = int(math.floor((i + 1) * every)) + 1
-        ax, ay = points[a]
+        ax, ay = points[a][0], points[a][1]
         best, best_area = start, -1.0
         for j in range(start, end):
-            bx, by = points[j]
+            bx, by = points[j][0], points[j][1]
             area = abs((ax - avg_x) * (by - ay) - (ax - bx) * (avg_y - ay))
             if area > best_area:
                 best, best_area = j, area
@@ -106,16 +137,19 @@ def line_chart(
     height: int = 210,
     max_points: int = DEFAULT_MAX_POINTS,
     x_label: str = "step",
+    y_label: str = "",
     title: str = "",
 ) -> SafeString:
-    """An accessible SVG line chart of one or more series (x = step, y = value)."""
-    pad_left, pad_right, pad_top, pad_bottom = 56, 12, 12, 30
+    """An accessible SVG line chart of one or more series (x = step, y = value).
+
+    The y range ends on ticks, so no curve rises above the top tick, and 0 is a tick when in range."""
+    pad_left, pad_right, pad_top, pad_bottom = 70 if y_label else 56, 12, 12, 30
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
     drawn = []
     for index, s in enumerate(series):
-        pts = sorted(finite_points(s.points))
+        pts = [(p[0], p[1]) for p in lttb(sorted(finite_points(s.points)), max_points)]
         if pts:
-            drawn.append((s, lttb(pts, max_points), s.color or PALETTE[index % len(PALETTE)]))
+            drawn.append((s, pts, s.color or PALETTE[index % len(PALETTE)]))
     label = escape(title or ", ".join(s.name for s in series))
     if not drawn:
         return mark_safe(
@@ -131,6 +165,11 @@ def line_chart(
         y_lo, y_hi = y_lo - pad, y_hi + pad
     if x_lo == x_hi:
         x_lo, x_hi = x_lo - 1, x_hi + 1
+    y_ticks = nice_ticks(y_lo, y_hi)
+    if len(y_ticks) > 1:
+        step = y_ticks[1] - y_ticks[0]
+        y_lo, y_hi = math.floor(y_lo / step + 1e-9) * step, math.ceil(y_hi / step - 1e-9) * step
+        y_ticks = nice_ticks(y_lo, y_hi)
 
     def sx(x):
         return pad_left + (x - x_lo) / (x_hi - x_lo) * plot_w
@@ -143,7 +182,12 @@ def line_chart(
         f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{label}</title>",
     ]
-    for tick in nice_ticks(y_lo, y_hi):
+    if y_label:
+        out.append(
+            f'<text class="axis-label" x="12" y="{pad_top + plot_h / 2:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 12 {pad_top + plot_h / 2:.1f})">{escape(y_label)}</text>'
+        )
+    for tick in y_ticks:
         y = sy(tick)
         out.append(
             f'<line class="grid" x1="{pad_left}" x2="{width - pad_right}" y1="{y:.1f}" y2="{y:.1f}"/>'

@@ -8,14 +8,16 @@ the rows on screen come from one query per kind (params, metrics, tags), never p
 
 import csv
 import itertools
+import json
 import mimetypes
 import posixpath
 import re
 from collections import defaultdict
+from urllib.parse import unquote, urlencode
 
 from django.contrib import messages
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -24,7 +26,7 @@ from core import artifacts as artifact_store
 from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
-from core.pages import ms_to_datetime, page_links
+from core.pages import ms_to_datetime, page_links, render_markdown
 from core.pages import or_404 as _get_or_404
 from core.pages import query_string as _query_string
 from core.pages import wants_partial as _wants_partial
@@ -373,14 +375,25 @@ def _artifacts_context(run: Run, path: str, model: LoggedModel | None = None) ->
 
 
 def _chart_histories(run_ids: list[str], keys: list[str] | None = None) -> dict:
-    """{(run_id, key): [(step, value), …]} of metric histories, in one query."""
+    """{(run_id, key): [(step, value, timestamp), …]} of metric histories, in one query."""
     qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
     if keys is not None:
         qs = qs.filter(key__in=keys)
     histories = defaultdict(list)
-    for run_id, key, step, value in qs.order_by("step", "timestamp").values_list("run_id", "key", "step", "value").iterator(chunk_size=5000):
-        histories[(run_id, key)].append((step, value))
+    rows = qs.order_by("step", "timestamp").values_list("run_id", "key", "step", "value", "timestamp")
+    for run_id, key, step, value, timestamp in rows.iterator(chunk_size=5000):
+        histories[(run_id, key)].append((step, value, timestamp))
     return histories
+
+
+def _line_chart(series: list[charts.Series], *, key: str, title: str, height: int = 210) -> dict:
+    """A metric's history chart: the SVG (the no-JavaScript fallback) and the JSON uPlot draws
+    (static/js/charts.js), both from the same downsampled points."""
+    series = charts.downsampled(series)
+    return {
+        "svg": charts.line_chart(series, title=title, y_label=key, height=height),
+        "data": charts.line_data(series, y_label=key),
+    }
 
 
 @require_GET
@@ -401,16 +414,15 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
     show_all = request.GET.get("charts") == "all"
     charted = latest if show_all else latest[:MAX_CHARTS]
     histories = _chart_histories([run.run_uuid], [m.key for m in charted]) if charted else {}
-    metric_charts = []
+    metric_charts, metric_tiles = [], []
     for metric in charted:
         points = histories.get((run.run_uuid, metric.key), [])
-        metric_charts.append(
-            {
-                "key": metric.key,
-                "count": len(points),
-                "svg": charts.line_chart([charts.Series(metric.key, points)], title=metric.key) if len(points) > 1 else None,
-            }
-        )
+        if len(points) > 1:
+            series = charts.Series(str(run), points, extra={"start": run.start_time})
+            metric_charts.append({"key": metric.key, "count": len(points), **_line_chart([series], key=metric.key, title=metric.key)})
+        else:
+            # One value (or only NaN): a tile, not an empty chart.
+            metric_tiles.append({"key": metric.key, "value": metric_cell(_metric_value(metric)), "step": metric.step})
     inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
     outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
     versions = _registered_versions(request.user, run)
@@ -424,11 +436,12 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
         "params": params,
         "metrics": [(m.key, metric_cell(_metric_value(m)), m.step, ms_to_datetime(m.timestamp)) for m in latest],
         "metric_charts": metric_charts,
+        "metric_tiles": metric_tiles,
         "hidden_charts": len(latest) - len(charted),
         **_tags_context(request, run, tags, error=tag_error, key=tag_key, value=tag_value),
         "source": tag_map.get("mlflow.source.name", ""),
         "git_commit": tag_map.get("mlflow.source.git.commit", ""),
-        "description": tag_map.get("mlflow.note.content", ""),
+        "description_html": render_markdown(tag_map.get("mlflow.note.content", "")),
         "parent_run_id": tag_map.get("mlflow.parentRunId", ""),
         "inputs": inputs,
         "outputs": outputs,
@@ -610,20 +623,22 @@ def _number(value) -> float | None:
         return None
 
 
-def _compare_chart(runs: list[Run], key: str, latest: dict):
-    """History lines when the metric has a history, else one bar per run of its latest value."""
+def _compare_chart(runs: list[Run], key: str, latest: dict) -> dict:
+    """History lines when the metric has a history, else one bar per run of its latest value
+    ({"svg", "data"}: data is the uPlot JSON of the lines, None for bars)."""
     histories = _chart_histories([run.run_uuid for run in runs], [key])
     if any(len(histories.get((run.run_uuid, key), [])) > 1 for run in runs):
         series = [
-            charts.Series(str(run), histories.get((run.run_uuid, key), []), color=charts.PALETTE[i % len(charts.PALETTE)])
+            charts.Series(str(run), histories.get((run.run_uuid, key), []), color=charts.PALETTE[i % len(charts.PALETTE)],
+                          extra={"start": run.start_time})
             for i, run in enumerate(runs)
         ]
-        return charts.line_chart(series, title=f"{key} by step", height=280)
+        return _line_chart(series, key=key, title=f"{key} by step", height=280)
     items = []
     for run in runs:
         value = latest.get(run.run_uuid)
         items.append((str(run), float("nan") if value == "NaN" else value))
-    return charts.bar_chart(items, title=f"{key} (latest value)")
+    return {"svg": charts.bar_chart(items, title=f"{key} (latest value)"), "data": None}
 
 
 # --------------------------------------------------------------------------- search
@@ -651,3 +666,132 @@ def search_view(request):
     context = {"search_query": query, "experiments": experiments, "runs": runs, "nav_section": ""}
     return render(request, "tracking/search.html", context)
 
+
+
+# --------------------------------------------------------------------------- MLflow UI links
+
+
+def _json_list(raw: str) -> list[str]:
+    """`["a","b"]` as MLflow's UI writes lists in its URLs (also tolerates a bare `a,b`)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = [part.strip(" \"'") for part in raw.strip("[]").split(",")]
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in value if isinstance(v, (str, int)) and str(v)] if isinstance(value, list) else []
+
+
+def _json_text(raw: str) -> str:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, str) else raw
+
+
+def _url(name: str, *args, query: dict | None = None, fragment: str = "") -> str | None:
+    try:
+        url = reverse(name, args=list(args))
+    except NoReverseMatch:
+        return None
+    if query:
+        url += "?" + urlencode(query, doseq=True)
+    return url + (f"#{fragment}" if fragment else "")
+
+
+def _experiment_url(experiment_id: str, params) -> str | None:
+    if not experiment_id.isdigit():
+        return None
+    query = {}
+    if params.get("searchFilter"):
+        query["filter"] = params["searchFilter"]
+    if params.get("lifecycleFilter", "").lower() == "deleted":
+        query["show"] = "deleted"
+    return _url("tracking:experiment_detail", int(experiment_id), query=query)
+
+
+def _run_url(run_id: str, tab: list[str]) -> str | None:
+    """A run page, at the artifact MLflow's address names (`…/artifacts/<path>`, `…/artifactPath/<path>`)."""
+    if tab and tab[0] in ("artifacts", "artifactPath"):
+        path = "/".join(tab[1:])
+        return _url("tracking:run_detail", run_id, query={"path": path} if path else None, fragment="artifacts")
+    if tab and tab[0] in ("model-metrics", "system-metrics"):
+        return _url("tracking:run_detail", run_id, fragment="charts-h")
+    return _url("tracking:run_detail", run_id)
+
+
+def _logged_model_url(user, experiment_id: str, model_id: str) -> str | None:
+    """MLflow 3's logged model page: its files on its source run's page (else the experiment)."""
+    try:
+        model = access.get_logged_model_for_user(user, model_id)
+    except MlflowError:
+        return _experiment_url(experiment_id, {})
+    if model.source_run_id:
+        return _url("tracking:run_detail", model.source_run_id, query={"model": model.model_id}, fragment="artifacts")
+    return _url("tracking:experiment_detail", model.experiment_id)
+
+
+def mlflow_route_target(route: str, *, user) -> str | None:
+    """The Stagegate page for a route of MLflow's own UI (its hash routes, MLflow 3.17:
+    mlflow/server/js/src/**/routes.ts), or None when Stagegate has no such page.
+
+    `route` is the fragment without its `#`: `/experiments/1/runs/<run_id>`, `/models/<name>/versions/3`,
+    `/compare-runs?runs=["a","b"]&experiments=["1"]`, `/metric/<key>?runs=[…]`, …
+    """
+    path, _, query = route.partition("?")
+    params = QueryDict(query)
+    parts = [unquote(part) for part in path.strip("/").split("/") if part]
+    head, rest = (parts[0], parts[1:]) if parts else ("", [])
+    if head in ("", "experiments", "compare-experiments") and not (head == "experiments" and rest):
+        return _url("tracking:experiment_list")
+    if head == "experiments":
+        experiment_id, sub = rest[0], rest[1:]
+        if len(sub) >= 2 and sub[0] in ("runs", "evaluation-runs"):
+            return _run_url(sub[1], sub[2:])
+        if len(sub) >= 2 and sub[0] == "models":
+            return _logged_model_url(user, experiment_id, sub[1])
+        # The runs table, and the tabs Stagegate folds into it (runs, models, traces, datasets, …).
+        return _experiment_url(experiment_id, params)
+    if head == "runs" and rest:
+        return _run_url(rest[0], rest[1:])
+    if head in ("compare-runs", "metric"):
+        runs = _json_list(params.get("runs", ""))[:MAX_COMPARE]
+        if not runs:
+            return _url("tracking:experiment_list")
+        query = {"runs": runs}
+        metric = _json_text(params.get("metric", "")) or "/".join(rest)
+        if head == "metric" and metric:
+            query["metric"] = metric
+        return _url("tracking:run_compare", query=query)
+    if head == "models":
+        if not rest:
+            return _url("registry:model_list")
+        if len(rest) >= 3 and rest[-2] == "versions" and rest[-1].isdigit():
+            return _url("registry:model_version_detail", "/".join(rest[:-2]), int(rest[-1]))
+        return _url("registry:model_detail", rest[0])
+    if head == "compare-model-versions":
+        name = _json_text(params.get("name", ""))
+        try:
+            versions = json.loads(params.get("runs", "{}"))
+        except ValueError:
+            versions = {}
+        if not name:
+            return _url("registry:model_list")
+        numbers = sorted(str(v) for v in versions if str(v).isdigit()) if isinstance(versions, dict) else []
+        return _url("registry:model_version_compare", name, query={"versions": numbers} if numbers else None)
+    return None
+
+
+@require_GET
+def mlflow_link(request):
+    """Follow a link into MLflow's UI (`<tracking uri>/#/experiments/1/runs/<id>`, which the client
+    prints after every run) to the matching page. The fragment never reaches a server:
+    static/js/mlflow-links.js, on every page, sends it here as `?route=`. Redirects only to our own
+    URLs (built with reverse); an unknown route lands on the home page with a note."""
+    route = request.GET.get("route", "")
+    target = mlflow_route_target(route, user=request.user)
+    if target is None:
+        messages.info(request, f"Stagegate has no page for MLflow's “#{route[:200]}”; here is the home page.")
+        target = reverse("home")
+    return redirect(target)

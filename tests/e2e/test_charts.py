@@ -1,0 +1,123 @@
+"""The interactive charts (uPlot over the server's JSON), the runs table and MLflow's own links,
+in a real browser (headless Chromium)."""
+
+import math
+import re
+
+import pytest
+
+from tests.ui import data
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+RMSE = [[rmse + 0.3 * math.exp(-s / 5) for s in range(20)] for rmse in (0.82, 0.74, 0.69)]
+
+
+@pytest.fixture
+def charted(owner):
+    experiment = data.experiment(owner, "wine-quality")
+    runs = [
+        data.run(owner, experiment, name=f"elasticnet-{i}", params={"alpha": str(alpha), "solver": solver},
+                 metrics={"rmse": RMSE[i], "r2": [0.4 + i / 10]}, start_time=1_700_000_000_000 + i * 60_000)
+        for i, (alpha, solver) in enumerate([(0.1, "saga"), (0.5, "saga"), (0.9, "lbfgs")])
+    ]
+    return experiment, runs
+
+
+def _chart(page, selector: str):
+    page.wait_for_selector(f"{selector}[data-chart-ready] .u-over")
+    return page.locator(selector)
+
+
+def _hover_step(page, selector: str, step: float) -> None:
+    box = page.locator(f"{selector} .u-over").bounding_box()
+    x = page.evaluate("([sel, step]) => document.querySelector(sel)._uplot.valToPos(step, 'x')", [selector, step])
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+
+
+def _legend(page, selector: str) -> list[tuple[str, str]]:
+    rows = page.locator(f"{selector} .u-legend .u-series")
+    return [(rows.nth(i).locator(".u-label").inner_text().strip(), rows.nth(i).locator(".u-value").inner_text().strip())
+            for i in range(rows.count())]
+
+
+def _x_range(page, selector: str) -> tuple[float, float]:
+    el = page.locator(selector)
+    return float(el.get_attribute("data-x-min")), float(el.get_attribute("data-x-max"))
+
+
+def _no_horizontal_overflow(page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, screenshot):
+    experiment, runs = charted
+    page = signed_in_page(owner)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"/runs/{runs[1].run_uuid}/")
+    chart = "#chart-rmse"
+    _chart(page, chart)
+    # The SVG fallback gives way to the uPlot chart; a single value is a tile, not an empty chart.
+    assert page.locator(f"{chart} .chart-fallback").is_hidden()
+    assert page.locator("#chart-r2.tile").inner_text().startswith("r2\n0.5")
+    assert "nothing to chart" not in page.content()
+
+    _hover_step(page, chart, 7)
+    legend = _legend(page, chart)
+    assert legend[0] == ("Step", "7")
+    assert legend[1] == ("elasticnet-1", f"{RMSE[1][7]:.6g}")
+    screenshot(page, "run-page")
+
+    # Drag to zoom on x, double-click to reset.
+    assert _x_range(page, chart) == (0, 19)
+    box = page.locator(f"{chart} .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    lo, hi = _x_range(page, chart)
+    assert 3 < lo < 6 and 10 < hi < 13
+    page.mouse.dblclick(box["x"] + box["width"] / 2, y)
+    assert _x_range(page, chart) == (0, 19)
+
+    # Log y: the y scale switches to a log distribution; the readout still reads the logged value.
+    page.check("input[name=chart-log]")
+    assert page.locator(chart).get_attribute("data-y-log") == "1"
+    assert page.evaluate(f"document.querySelector('{chart}')._uplot.scales.y.distr") == 3
+    _hover_step(page, chart, 3)
+    assert _legend(page, chart)[1] == ("elasticnet-1", f"{RMSE[1][3]:.6g}")
+
+    # x by relative time; smoothing changes the drawn values but not the data.
+    page.select_option("select[name=chart-x]", "relative")
+    assert page.locator(chart).get_attribute("data-x-mode") == "relative"
+    assert "Relative time" in page.locator(f"{chart} .u-legend").inner_text()
+    page.select_option("select[name=chart-x]", "step")
+    page.fill("input[name=chart-smoothing]", "0.9")
+    page.dispatch_event("input[name=chart-smoothing]", "input")
+    _hover_step(page, chart, 7)
+    assert _legend(page, chart)[1][1] != f"{RMSE[1][7]:.6g}"
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _no_horizontal_overflow(page)
+
+
+def test_compare_chart_reads_every_run_at_a_step(signed_in_page, owner, charted, screenshot):
+    experiment, runs = charted
+    page = signed_in_page(owner)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto("/runs/compare/?" + "&".join(f"runs={r.run_uuid}" for r in runs) + "&metric=rmse")
+    chart = "#compare-chart [data-chart]"
+    _chart(page, chart)
+    _hover_step(page, chart, 12)
+    legend = dict(_legend(page, chart))
+    assert legend["Step"] == "12"
+    for i, run in enumerate(runs):
+        assert legend[run.name] == f"{RMSE[i][12]:.6g}"
+    # The chart fills its card.
+    card = page.locator("#compare-chart").bounding_box()
+    canvas = page.locator(f"{chart} canvas").bounding_box()
+    assert canvas["width"] >= 0.9 * card["width"]
+    screenshot(page, "compare-runs")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _no_horizontal_overflow(page)
