@@ -15,6 +15,8 @@ from django.utils.safestring import SafeString, mark_safe
 DEFAULT_MAX_POINTS = 400
 
 # Colour-blind-friendly palette (Okabe-Ito, darkened blue first).
+# Groups past the palette share this grey ("other").
+OTHER_COLOR = "#9aa3b2"
 PALETTE = ["#2457d6", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#6b4fbb", "#b7791f", "#1d2330", "#c0392b"]
 
 
@@ -273,10 +275,14 @@ def bar_chart(items: list[tuple[str, float]], *, width: int = 640, title: str = 
 
 
 def scatter_chart(
-    points: list[tuple[str, float, float, str]], *, x_label: str, y_label: str, width: int = 640, height: int = 300
+    points: list[tuple], *, x_label: str, y_label: str, width: int = 640, height: int = 300,
+    x_categories: list[str] | None = None,
 ) -> SafeString:
-    """One dot per (label, x, y, colour): a parameter or metric against a metric across runs."""
-    drawn = [(n, float(x), float(y), c) for n, x, y, c in points if math.isfinite(x) and math.isfinite(y)]
+    """One dot per (label, x, y, colour[, href]): a parameter or metric against a metric across runs.
+
+    With `x_categories`, x is an index into them (a parameter with text values): ticks name them."""
+    drawn = [(p[0], float(p[1]), float(p[2]), p[3], p[4] if len(p) > 4 else "") for p in points
+             if math.isfinite(p[1]) and math.isfinite(p[2])]
     label = escape(f"{y_label} against {x_label}")
     if not drawn:
         return mark_safe(
@@ -287,12 +293,14 @@ def scatter_chart(
     plot_w, plot_h = width - pad_left - pad_right, height - pad_top - pad_bottom
     xs, ys = [p[1] for p in drawn], [p[2] for p in drawn]
     x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+    if x_categories:
+        x_lo, x_hi = -0.5, len(x_categories) - 0.5
     if x_lo == x_hi:
         x_lo, x_hi = x_lo - (abs(x_lo) * 0.1 or 1), x_hi + (abs(x_hi) * 0.1 or 1)
     if y_lo == y_hi:
         y_lo, y_hi = y_lo - (abs(y_lo) * 0.1 or 1), y_hi + (abs(y_hi) * 0.1 or 1)
     # A little air so dots on the edge are not cut.
-    x_pad, y_pad = (x_hi - x_lo) * 0.05, (y_hi - y_lo) * 0.05
+    x_pad, y_pad = 0 if x_categories else (x_hi - x_lo) * 0.05, (y_hi - y_lo) * 0.05
     x_lo, x_hi, y_lo, y_hi = x_lo - x_pad, x_hi + x_pad, y_lo - y_pad, y_hi + y_pad
 
     def sx(v):
@@ -310,20 +318,25 @@ def scatter_chart(
             f'<line class="grid" x1="{pad_left}" x2="{width - pad_right}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}"/>'
             f'<text class="tick" x="{pad_left - 6}" y="{sy(tick) + 4:.1f}" text-anchor="end">{format_number(tick)}</text>'
         )
-    for tick in nice_ticks(x_lo, x_hi, 6):
+    x_ticks = [(i, name if len(name) <= 14 else name[:13] + "…") for i, name in enumerate(x_categories)] if x_categories else [
+        (tick, format_number(tick)) for tick in nice_ticks(x_lo, x_hi, 6)
+    ]
+    for tick, text in x_ticks:
         out.append(
             f'<line class="grid" x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{pad_top}" y2="{pad_top + plot_h}"/>'
-            f'<text class="tick" x="{sx(tick):.1f}" y="{pad_top + plot_h + 16}" text-anchor="middle">{format_number(tick)}</text>'
+            f'<text class="tick" x="{sx(tick):.1f}" y="{pad_top + plot_h + 16}" text-anchor="middle">{escape(text)}</text>'
         )
     out.append(
         f'<text class="axis-label" x="{pad_left + plot_w / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>'
         f'<text class="axis-label" x="12" y="{pad_top + plot_h / 2}" text-anchor="middle" '
         f'transform="rotate(-90 12 {pad_top + plot_h / 2})">{escape(y_label)}</text>'
     )
-    for name, x, y, color in drawn:
-        out.append(
+    for name, x, y, color, href in drawn:
+        x_text = x_categories[int(x)] if x_categories else format_number(x)
+        dot = (
             f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="{color}" fill-opacity="0.85" stroke="#fff">'
-            f"<title>{escape(name)}: {escape(x_label)}={format_number(x)}, {escape(y_label)}={format_number(y)}</title></circle>"
+            f"<title>{escape(name)}: {escape(x_label)}={escape(x_text)}, {escape(y_label)}={format_number(y)}</title></circle>"
         )
+        out.append(f'<a href="{escape(href)}">{dot}</a>' if href else dot)
     out.append("</svg>")
     return mark_safe("".join(out))

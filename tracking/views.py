@@ -26,7 +26,7 @@ from core import artifacts as artifact_store
 from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
-from core.pages import ms_to_datetime, page_links, render_markdown
+from core.pages import ms_to_datetime, page_links, relative_time, render_markdown
 from core.pages import or_404 as _get_or_404
 from core.pages import query_string as _query_string
 from core.pages import wants_partial as _wants_partial
@@ -51,6 +51,10 @@ DEFAULT_COLUMNS = 5
 # Keys listed in the column chooser (an experiment with more keys is rare; the box stays usable).
 MAX_KEYS = 300
 MAX_COMPARE = 50
+# The runs table counts matching runs up to this many ("10000+" past it: a count stays cheap).
+COUNT_LIMIT = 10_000
+# The runs table's chart view plots at most this many matching runs (the newest).
+CHART_RUNS = 1_000
 # Histories charted on the run page unless `?charts=all` (each chart costs its points in memory).
 MAX_CHARTS = 24
 # Text artifacts previewed inline up to this size; larger files are download-only.
@@ -111,26 +115,28 @@ def _model_version_url(version) -> str:
     return reverse("registry:model_list")
 
 
-def _registered_versions(user, run: Run) -> list:
-    """The model versions registered from `run` that `user` may see, in one query.
+def _registered_versions(user, run_ids: list[str]) -> dict[str, list]:
+    """{run id: the model versions registered from it that `user` may see}, in one query.
 
-    The only place the tracking pages look at the registry: the run page must show them, and
-    which versions a user may see is the registry's decision (registry.access), so we ask it
-    rather than follow the reverse relation (which would leak versions of private models).
+    The only place the tracking pages look at the registry: the run page and the runs table must
+    show them, and which versions a user may see is the registry's decision (registry.access), so
+    we ask it rather than follow the reverse relation (which would leak versions of private models).
     """
     from django.apps import apps
 
-    if not apps.is_installed("registry"):
-        return []
+    if not apps.is_installed("registry") or not run_ids:
+        return {}
     from registry.access import model_versions_visible_to
 
-    versions = list(
-        model_versions_visible_to(user).filter(source_run=run).select_related("registered_model")
+    by_run = defaultdict(list)
+    versions = (
+        model_versions_visible_to(user).filter(source_run_id__in=run_ids).select_related("registered_model")
         .order_by("registered_model__name", "version")
     )
     for version in versions:
         version.url = _model_version_url(version)
-    return versions
+        by_run[version.source_run_id].append(version)
+    return by_run
 
 
 # --------------------------------------------------------------------------- experiments
@@ -229,7 +235,17 @@ def experiment_detail(request, experiment_id: int):
     except MlflowError as exc:
         filter_error = exc.message
 
-    rows = _run_rows(runs, chosen_params, chosen_metrics)
+    versions = _registered_versions(request.user, [run.run_uuid for run in runs])
+    rows = _run_rows(runs, chosen_params, chosen_metrics, versions)
+    shown_metrics, shown_params, empty_columns = _drop_empty_columns(rows, chosen_metrics, chosen_params)
+    chart_view = request.GET.get("view") == "chart"
+    match_count, chart = None, {}
+    if not filter_error:
+        matching = search.runs_matching(user=request.user, experiment_ids=[experiment.experiment_id], filter_string=filter_string,
+                                        run_view_type="DELETED_ONLY" if show_deleted else "ACTIVE_ONLY")
+        match_count = matching.order_by()[: COUNT_LIMIT + 1].count()
+        if chart_view:
+            chart = _runs_chart(request, matching, metric_keys, param_keys)
 
     current = sort_key or "attributes.start_time"  # the search's default order: newest first
 
@@ -238,8 +254,8 @@ def experiment_detail(request, experiment_id: int):
         return "?" + _query_string(request, sort=key, dir=direction, page_token=None)
 
     columns = {
-        "metrics": [(key, sort_link(f"metrics.{key}"), f"metrics.{key}" == sort_key) for key in chosen_metrics],
-        "params": [(key, sort_link(f"params.{key}"), f"params.{key}" == sort_key) for key in chosen_params],
+        "metrics": [(key, sort_link(f"metrics.{key}"), f"metrics.{key}" == sort_key) for key in shown_metrics],
+        "params": [(key, sort_link(f"params.{key}"), f"params.{key}" == sort_key) for key in shown_params],
         "start_time": sort_link("attributes.start_time"),
         "run_name": sort_link("attributes.run_name"),
     }
@@ -254,7 +270,16 @@ def experiment_detail(request, experiment_id: int):
         "filter_error": filter_error,
         "rows": rows,
         "columns": columns,
-        "colspan": 6 + len(chosen_metrics) + len(chosen_params),
+        "colspan": 7 + len(shown_metrics) + len(shown_params),
+        "match_count": match_count,
+        "count_limit": COUNT_LIMIT,
+        "hidden_metrics": [key for key in metric_keys if key not in chosen_metrics],
+        "hidden_params": [key for key in param_keys if key not in chosen_params],
+        "empty_columns": empty_columns,
+        "chart_view": chart_view,
+        "table_query": _query_string(request, view=None, page_token=None),
+        "chart_query": _query_string(request, view="chart", page_token=None),
+        **chart,
         "sort_key": sort_key,
         "descending": descending,
         "metric_keys": metric_keys,
@@ -267,22 +292,95 @@ def experiment_detail(request, experiment_id: int):
     return _page(request, "tracking/experiment_detail.html", "runs-table", context)
 
 
-def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) -> list[dict]:
+def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str], versions: dict) -> list[dict]:
     """Table cells of the runs on screen, from what search_runs prefetched (no query per row)."""
     rows = []
     for run in runs:
         params = {p.key: p.value for p in run.params.all()}
         metrics = {m.key: _metric_value(m) for m in run.latest_metrics.all()}
+        start = ms_to_datetime(run.start_time)
         rows.append(
             {
                 "run": run,
-                "start": ms_to_datetime(run.start_time),
+                "start": start,
+                "ago": relative_time(start),
                 "duration": duration_text(run.start_time, run.end_time),
                 "params": [params.get(key) for key in param_keys],
                 "metrics": [metric_cell(metrics.get(key)) for key in metric_keys],
+                "versions": versions.get(run.run_uuid, []),
             }
         )
     return rows
+
+
+def _drop_empty_columns(rows: list[dict], metric_keys: list[str], param_keys: list[str]) -> tuple[list, list, list]:
+    """Chosen columns with no value on this page take no width: they are left out (and named)."""
+    keep_m = [i for i in range(len(metric_keys)) if any(row["metrics"][i] is not None for row in rows)]
+    keep_p = [i for i in range(len(param_keys)) if any(row["params"][i] is not None for row in rows)]
+    empty = [metric_keys[i] for i in range(len(metric_keys)) if i not in keep_m]
+    empty += [param_keys[i] for i in range(len(param_keys)) if i not in keep_p]
+    for row in rows:
+        row["metrics"] = [row["metrics"][i] for i in keep_m]
+        row["params"] = [row["params"][i] for i in keep_p]
+    return [metric_keys[i] for i in keep_m], [param_keys[i] for i in keep_p], empty
+
+
+def _number_or_text(value):
+    number = _number(value)
+    return number if number is not None else value
+
+
+def _runs_chart(request, matching, metric_keys: list[str], param_keys: list[str]) -> dict:
+    """The chart view of the runs table: a metric against a parameter (or metric) over every
+    matching run (up to CHART_RUNS), coloured by a parameter. Three queries whatever the runs."""
+    axes = [f"params.{k}" for k in param_keys] + [f"metrics.{k}" for k in metric_keys]
+    y_axes = [f"metrics.{k}" for k in metric_keys] + [f"params.{k}" for k in param_keys]
+    x = request.GET.get("x") if request.GET.get("x") in axes else (axes[0] if axes else "")
+    y = request.GET.get("y") if request.GET.get("y") in y_axes else (y_axes[0] if y_axes else "")
+    group = request.GET.get("group") if request.GET.get("group") in [f"params.{k}" for k in param_keys] else ""
+    context = {"x_axes": axes, "y_axes": y_axes, "chart_x": x, "chart_y": y, "chart_group": group, "scatter": None,
+               "group_keys": param_keys, "legend": [], "plotted": 0, "charted_runs": 0}
+    if not (x and y):
+        return context
+    runs = dict(matching.order_by("-start_time")[:CHART_RUNS].values_list("run_uuid", "name"))
+    context["charted_runs"] = len(runs)
+    wanted = {axis.partition(".")[::2] for axis in (x, y, group) if axis}
+    values = defaultdict(dict)
+    param_keys_wanted = [key for kind, key in wanted if kind == "params"]
+    metric_keys_wanted = [key for kind, key in wanted if kind == "metrics"]
+    if param_keys_wanted:
+        for run_id, key, value in Param.objects.filter(run_id__in=list(runs), key__in=param_keys_wanted).values_list("run_id", "key", "value"):
+            values[f"params.{key}"][run_id] = _number_or_text(value)
+    if metric_keys_wanted:
+        rows = LatestMetric.objects.filter(run_id__in=list(runs), key__in=metric_keys_wanted, is_nan=False)
+        for run_id, key, value in rows.values_list("run_id", "key", "value"):
+            values[f"metrics.{key}"][run_id] = value
+    xs, ys = values[x], values[y]
+    both = [rid for rid in runs if rid in xs and isinstance(ys.get(rid), float)]
+    categories = sorted({str(xs[rid]) for rid in both}) if any(isinstance(xs[rid], str) for rid in both) else None
+    groups = defaultdict(list)
+    for rid in both:
+        groups[str(values[group].get(rid, "—")) if group else ""].append(rid)
+    ordered = sorted(groups, key=lambda g: (-len(groups[g]), g))
+    colors = {g: charts.PALETTE[i] if i < len(charts.PALETTE) - 1 else charts.OTHER_COLOR for i, g in enumerate(ordered)}
+    points = []
+    for rid in both:
+        gx = (categories.index(str(xs[rid])) + _jitter(rid)) if categories else xs[rid]
+        g = str(values[group].get(rid, "—")) if group else ""
+        label = (runs[rid] or rid) + (f" ({group}={g})" if group else "")
+        points.append((label, gx, ys[rid], colors[g], reverse("tracking:run_detail", args=[rid])))
+    context.update(
+        scatter=charts.scatter_chart(points, x_label=x, y_label=y, x_categories=categories, width=900, height=340),
+        legend=[(g, colors[g], len(groups[g])) for g in ordered[: len(charts.PALETTE) - 1]] if group else [],
+        other_groups=max(len(ordered) - len(charts.PALETTE) + 1, 0) if group else 0,
+        plotted=len(points),
+    )
+    return context
+
+
+def _jitter(run_id: str) -> float:
+    """A fixed sideways offset (±0.2) so runs with the same text value do not hide each other."""
+    return (int(run_id[:4], 16) / 0xFFFF - 0.5) * 0.4 if re.match(r"^[0-9a-f]{4}", run_id) else 0.0
 
 
 # --------------------------------------------------------------------------- runs
@@ -425,7 +523,7 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
             metric_tiles.append({"key": metric.key, "value": metric_cell(_metric_value(metric)), "step": metric.step})
     inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
     outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
-    versions = _registered_versions(request.user, run)
+    versions = _registered_versions(request.user, [run.run_uuid]).get(run.run_uuid, [])
     tag_map = dict(tags)
     context = {
         "run": run,

@@ -5,6 +5,7 @@
 // Markup: an element with `data-chart` (optional `data-height`) holding `.chart-fallback` and the
 // JSON block; charts inside one `[data-chart-group]` share one toolbar (x axis, log y, smoothing).
 // Hover shows step, value and run in the legend; drag zooms x, double-click resets.
+// Also reads out the dot under the pointer of a server-drawn scatter (`[data-scatter]`).
 (function () {
   "use strict";
   var FONT = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
@@ -297,6 +298,15 @@
     });
     charts.forEach(function (el) { mount(el, (el.closest("[data-chart-group]") || el)._chartGroup); });
   }
+
+  // The runs table's scatter (server SVG): the dot under the pointer, read out beneath the chart.
+  document.addEventListener("mouseover", function (event) {
+    var dot = event.target.closest && event.target.closest("[data-scatter] circle");
+    if (!dot) return;
+    var readout = dot.closest("[data-scatter]").querySelector(".chart-readout");
+    var title = dot.querySelector("title");
+    if (readout && title) readout.textContent = title.textContent;
+  });
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (event) { init(event.detail.elt); });

@@ -4,7 +4,7 @@
 (function () {
   var hash = window.location.hash;
   var target = document.currentScript && document.currentScript.getAttribute("data-target");
-  if (target && hash.length > 2 && hash.charAt(1) === "/") {
+  if (target && hash.charAt(1) === "/") {
     window.location.replace(target + "?route=" + encodeURIComponent(hash.slice(1)));
   }
 })();

@@ -121,3 +121,56 @@ def test_compare_chart_reads_every_run_at_a_step(signed_in_page, owner, charted,
     screenshot(page, "compare-runs")
     page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
+
+
+def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, screenshot):
+    from registry import services as registry_services
+
+    experiment, runs = charted
+    registry_services.create_registered_model(name="wine-model", user=owner)
+    registry_services.create_model_version(name="wine-model", source=f"runs:/{runs[2].run_uuid}/model", user=owner, run_id=runs[2].run_uuid)
+    page = signed_in_page(owner)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"/experiments/{experiment.pk}/")
+    assert page.locator("#run-count").inner_text().startswith("3 runs")
+    row = page.locator("#runs-table tr.run-row", has_text="elasticnet-2")
+    row.locator("td.models a").click()
+    page.wait_for_url(re.compile(r"/models/wine-model/versions/1/$"))
+    page.go_back()
+    page.fill("#run-filter", "params.solver = 'saga'")
+    page.press("#run-filter", "Enter")
+    page.wait_for_function("document.querySelector('#run-count').innerText.startsWith('2 matching runs')")
+    screenshot(page, "experiment-runs")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    _no_horizontal_overflow(page)
+
+    # The chart view keeps the filter: the two matching runs, rmse against alpha; a dot reads out its run.
+    page.click(".segmented >> text=Chart")
+    page.wait_for_selector("#runs-chart svg.chart.scatter")
+    assert "view=chart" in page.url and page.locator("#runs-chart circle").count() == 2
+    page.select_option("#chart-group", "params.solver")
+    page.wait_for_selector("#runs-chart .legend")
+    page.locator("#runs-chart circle").first.hover()
+    readout = page.locator("#runs-chart .chart-readout").inner_text()
+    assert re.match(r"elasticnet-[01] \(params.solver=saga\): params.alpha=0.[15], metrics.r2=0.[45]$", readout)
+    _no_horizontal_overflow(page)
+    page.set_viewport_size({"width": 1440, "height": 900})
+    screenshot(page, "experiment-runs-chart")
+
+
+def test_every_mlflow_link_form_redirects_to_its_page(signed_in_page, owner, live_server, charted):
+    from registry import services as registry_services
+
+    from tests.ui.test_tracking_charts import _routes
+    from tracking import services as tracking_services
+
+    experiment, runs = charted
+    run = runs[0]
+    registry_services.create_registered_model(name="team/wine", user=owner)
+    registry_services.create_model_version(name="team/wine", source=f"runs:/{run.run_uuid}/model", user=owner, run_id=run.run_uuid)
+    model = tracking_services.create_logged_model(user=owner, experiment=experiment, name="model", source_run=run)
+    page = signed_in_page(owner)
+    for route, expected in _routes(experiment, run, model).items():
+        # What the client prints ("View run at <tracking uri>/#/experiments/…") and what users bookmark.
+        page.goto(f"{live_server.url}/#{route}")
+        page.wait_for_url(lambda url: url == live_server.url + expected)

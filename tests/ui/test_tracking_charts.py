@@ -137,3 +137,59 @@ def test_run_page_query_count_does_not_grow_with_charts(web, owner, experiment):
     big = data.run(owner, experiment, name="b", metrics={f"m{i}": [float(s) for s in range(50)] for i in range(6)})
     assert count_queries(web, f"/runs/{small.run_uuid}/") == count_queries(web, f"/runs/{big.run_uuid}/")
     assert views.MAX_CHARTS >= 6
+
+
+@pytest.fixture
+def table(owner, experiment):
+    from registry import services as registry_services
+
+    runs = [
+        data.run(owner, experiment, name=f"run-{i}", params={"alpha": str(a), "solver": s, **({"features": "x"} if i == 9 else {})},
+                 metrics={"rmse": [1.0 - a]})
+        for i, (a, s) in enumerate([(0.1, "saga"), (0.5, "saga"), (0.9, "lbfgs")] + [(0.3, "adam")] * 7)
+    ]
+    registry_services.create_registered_model(name="wine", user=owner)
+    registry_services.create_model_version(name="wine", source=f"runs:/{runs[1].run_uuid}/model", user=owner, run_id=runs[1].run_uuid)
+    return runs
+
+
+def test_runs_table_has_models_count_relative_times_and_says_which_columns_are_hidden(web, experiment, table):
+    html = web.get(f"/experiments/{experiment.pk}/", {"m_set": "1", "p_set": "1", "m": "rmse", "p": ["alpha", "features"]}).content.decode()
+    assert re.search(r'<strong>10</strong> runs', html)
+    row = re.search(r'<tr class="run-row">(?:(?!</tr>).)*run-1</a>.*?</tr>', html, re.S).group(0)
+    assert 'href="/models/wine/versions/1/"' in row and "wine v1" in row
+    assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [^"]*">(just now|\d+\xa0\w+ ago)</time>', row)
+    # solver is hidden (named, with how to show it); features is chosen but empty on this page (run-9 is on it:
+    # 10 runs, one page), so it is kept; an all-empty chosen column is dropped and named instead.
+    assert "Hidden columns: 1 parameter (solver)" in html and "<strong>Columns</strong>" in html
+    filtered = web.get(f"/experiments/{experiment.pk}/", {"filter": "params.solver = 'saga'", "p_set": "1", "p": ["alpha", "features"], "m_set": "1"})
+    html = filtered.content.decode()
+    assert re.search(r"<strong>2</strong> matching runs", html)
+    assert "Empty for these runs: features" in html and ">features</a></th>" not in html
+
+
+def test_runs_count_is_capped(web, experiment, table, monkeypatch):
+    monkeypatch.setattr(views, "COUNT_LIMIT", 5)
+    assert "<strong>5+</strong> runs" in web.get(f"/experiments/{experiment.pk}/").content.decode()
+
+
+def test_runs_chart_view_plots_a_metric_against_a_param_coloured_by_a_param(web, experiment, table):
+    response = web.get(f"/experiments/{experiment.pk}/", {"view": "chart", "x": "params.solver", "y": "metrics.rmse", "group": "params.solver"})
+    html = response.content.decode()
+    svg = re.search(r'<svg class="chart scatter".*?</svg>', html, re.S).group(0)
+    assert svg.count("<circle") == 10 and svg.count('<a href="/runs/') == 10
+    assert ">adam</text>" in svg and ">lbfgs</text>" in svg  # text values become categories on x
+    assert re.search(r'<span><i style="background:#[0-9a-f]{6}"></i>adam <span class="faint">\(7\)</span>', html)
+    assert "10 of 10 runs have both values" in html
+    # The chart follows the filter; htmx swaps only the runs region.
+    partial = web.get(f"/experiments/{experiment.pk}/", {"view": "chart", "filter": "params.solver = 'saga'", "x": "params.alpha"},
+                      HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-table").content.decode()
+    assert partial.strip().startswith('<div id="runs-table"') and partial.count("<circle") == 2
+
+
+def test_runs_chart_view_query_count_is_flat(web, owner, experiment, table):
+    url = f"/experiments/{experiment.pk}/?view=chart&group=params.solver"
+    few = count_queries(web, url)
+    for i in range(5):
+        data.run(owner, experiment, name=f"more-{i}", params={"alpha": "0.2", "solver": "sgd"}, metrics={"rmse": [0.5]})
+    assert count_queries(web, url) == few
