@@ -11,6 +11,7 @@
   var FONT = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   var LABEL_FONT = "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   var X_LABELS = { step: "Step", wall: "Wall time", relative: "Relative time" };
+  var groupCount = 0;
 
   // The table cells' format (Python's "%.6g"): what the readout shows must match the tables.
   function g6(v) {
@@ -162,7 +163,8 @@
           };
         })
       ),
-      cursor: { drag: { x: true, y: false, setScale: true }, points: { size: 7 } },
+      // One cursor for the group: hovering a step reads every chart of the page at that step.
+      cursor: { drag: { x: true, y: false, setScale: true }, points: { size: 7 }, sync: { key: state.syncKey } },
       legend: { live: true },
       hooks: {
         setScale: [function (u, key) {
@@ -286,7 +288,7 @@
       var container = el.closest("[data-chart-group]") || el;
       var group = groups.get(container) || container._chartGroup;
       if (!group) {
-        group = { state: { x: "step", log: false, smooth: 0 }, charts: [], container: container, hasTime: false };
+        group = { state: { x: "step", log: false, smooth: 0, syncKey: "charts-" + (++groupCount) }, charts: [], container: container, hasTime: false };
         container._chartGroup = group;
       }
       groups.set(container, group);

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tests.ui import data
+from tracking import services as tracking_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -18,9 +19,12 @@ def charted(owner):
     experiment = data.experiment(owner, "wine-quality")
     runs = [
         data.run(owner, experiment, name=f"elasticnet-{i}", params={"alpha": str(alpha), "solver": solver},
-                 metrics={"rmse": RMSE[i], "r2": [0.4 + i / 10]}, start_time=1_700_000_000_000 + i * 60_000)
+                 metrics={"rmse": RMSE[i], "mae": [v * 0.8 for v in RMSE[i]], "r2": [0.4 + i / 10]},
+                 start_time=1_700_000_000_000 + i * 60_000)
         for i, (alpha, solver) in enumerate([(0.1, "saga"), (0.5, "saga"), (0.9, "lbfgs")])
     ]
+    tracking_services.set_tag(run=runs[1], key="mlflow.note.content",
+                              value="Elastic net on the **wine quality** data.\n\n- alpha 0.5\n- `saga` solver")
     return experiment, runs
 
 
@@ -30,6 +34,7 @@ def _chart(page, selector: str):
 
 
 def _hover_step(page, selector: str, step: float) -> None:
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(f"{selector} .u-over").bounding_box()
     x = page.evaluate("([sel, step]) => document.querySelector(sel)._uplot.valToPos(step, 'x')", [selector, step])
     page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
@@ -61,15 +66,17 @@ def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, sc
     assert page.locator(f"{chart} .chart-fallback").is_hidden()
     assert page.locator("#chart-r2.tile").inner_text().startswith("r2\n0.5")
     assert "nothing to chart" not in page.content()
+    assert page.locator(".description strong").inner_text() == "wine quality"  # mlflow.note.content as Markdown
 
     _hover_step(page, chart, 7)
     legend = _legend(page, chart)
     assert legend[0] == ("Step", "7")
     assert legend[1] == ("elasticnet-1", f"{RMSE[1][7]:.6g}")
-    screenshot(page, "run-page")
+    screenshot(page, "run-charts-1440")
 
     # Drag to zoom on x, double-click to reset.
     assert _x_range(page, chart) == (0, 19)
+    page.locator(chart).scroll_into_view_if_needed()
     box = page.locator(f"{chart} .u-over").bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.25, y)
@@ -118,7 +125,7 @@ def test_compare_chart_reads_every_run_at_a_step(signed_in_page, owner, charted,
     card = page.locator("#compare-chart").bounding_box()
     canvas = page.locator(f"{chart} canvas").bounding_box()
     assert canvas["width"] >= 0.9 * card["width"]
-    screenshot(page, "compare-runs")
+    screenshot(page, "compare-runs-1440")
     page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
 
@@ -140,7 +147,7 @@ def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, 
     page.fill("#run-filter", "params.solver = 'saga'")
     page.press("#run-filter", "Enter")
     page.wait_for_function("document.querySelector('#run-count').innerText.startsWith('2 matching runs')")
-    screenshot(page, "experiment-runs")
+    screenshot(page, "experiment-runs-1440")
     page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
 
@@ -148,6 +155,8 @@ def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, 
     page.click(".segmented >> text=Chart")
     page.wait_for_selector("#runs-chart svg.chart.scatter")
     assert "view=chart" in page.url and page.locator("#runs-chart circle").count() == 2
+    page.select_option("#chart-y", "metrics.r2")
+    page.wait_for_url(re.compile(r"y=metrics.r2"))
     page.select_option("#chart-group", "params.solver")
     page.wait_for_selector("#runs-chart .legend")
     page.locator("#runs-chart circle").first.hover()
@@ -155,14 +164,13 @@ def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, 
     assert re.match(r"elasticnet-[01] \(params.solver=saga\): params.alpha=0.[15], metrics.r2=0.[45]$", readout)
     _no_horizontal_overflow(page)
     page.set_viewport_size({"width": 1440, "height": 900})
-    screenshot(page, "experiment-runs-chart")
+    screenshot(page, "experiment-runs-chart-1440")
 
 
 def test_every_mlflow_link_form_redirects_to_its_page(signed_in_page, owner, live_server, charted):
     from registry import services as registry_services
 
     from tests.ui.test_tracking_charts import _routes
-    from tracking import services as tracking_services
 
     experiment, runs = charted
     run = runs[0]
@@ -174,3 +182,19 @@ def test_every_mlflow_link_form_redirects_to_its_page(signed_in_page, owner, liv
         # What the client prints ("View run at <tracking uri>/#/experiments/…") and what users bookmark.
         page.goto(f"{live_server.url}/#{route}")
         page.wait_for_url(lambda url: url == live_server.url + expected)
+
+
+def test_without_javascript_the_svg_charts_stay(browser, live_server, owner, charted):
+    from django.conf import settings
+    from django.test import Client
+
+    experiment, runs = charted
+    client = Client()
+    client.force_login(owner)
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value, "url": live_server.url}])
+    page = context.new_page()
+    page.goto(f"/runs/{runs[0].run_uuid}/")
+    assert page.locator("#chart-rmse .chart-fallback svg.chart").is_visible()
+    assert page.locator(".chart-tools").count() == 0
+    context.close()
