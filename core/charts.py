@@ -6,6 +6,7 @@ visual shape (peaks and dips) of a long history in a few hundred points.
 """
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 from django.utils.html import escape
@@ -36,11 +37,15 @@ def finite_points(points) -> list[tuple]:
     return [p for p in points if isfinite(p[0]) and isfinite(p[1])]
 
 
+_by_x = operator.itemgetter(0)
+
+
 def downsampled(series: list[Series], max_points: int = DEFAULT_MAX_POINTS) -> list[Series]:
-    """The series with their finite points sorted by x and reduced by LTTB: computed once, then
-    drawn both as the SVG fallback (line_chart) and by static/js/charts.js (line_data)."""
+    """The series with their finite points sorted by x (a stable sort: ties keep their order) and
+    reduced by LTTB: computed once, then drawn both as the SVG fallback (line_chart) and by
+    static/js/charts.js (line_data)."""
     return [
-        Series(s.name, lttb(sorted(finite_points(s.points)), max_points), s.color or PALETTE[i % len(PALETTE)], s.href, s.extra)
+        Series(s.name, lttb(sorted(finite_points(s.points), key=_by_x), max_points), s.color or PALETTE[i % len(PALETTE)], s.href, s.extra)
         for i, s in enumerate(series)
     ]
 

@@ -53,29 +53,29 @@
     return 10 * mag;
   }
 
-  function tickCount(u) {
-    return Math.max(3, Math.min(7, Math.round((u.bbox.height / devicePixelRatio) / 45) || 5));
-  }
-
   // Linear y range ending on ticks: no curve rises above the top tick; 0 is a tick when in range.
-  function yRange(u, min, max) {
-    if (min == null || max == null) return [0, 1];
-    if (min === max) {
-      var pad = Math.abs(min) * 0.1 || 1;
-      min -= pad;
-      max += pad;
-    }
-    var step = niceStep(max - min, tickCount(u));
-    return [Math.floor(min / step + 1e-9) * step, Math.ceil(max / step - 1e-9) * step];
-  }
-
-  function ySplits(u, axisIdx, min, max) {
-    var step = niceStep(max - min, tickCount(u));
-    var out = [];
-    for (var v = Math.ceil(min / step - 1e-9) * step; v <= max + step * 1e-9 && out.length < 50; v += step) {
-      out.push(Math.abs(v) < step * 1e-9 ? 0 : +v.toPrecision(12));
-    }
-    return out;
+  // The range and the ticks share one step (kept in `axis`), so the top tick is the range's end.
+  function linearY(height) {
+    var axis = { count: Math.max(3, Math.min(7, Math.round((height - 60) / 40))), step: null };
+    axis.range = function (u, min, max) {
+      if (min == null || max == null) return [0, 1];
+      if (min === max) {
+        var pad = Math.abs(min) * 0.1 || 1;
+        min -= pad;
+        max += pad;
+      }
+      axis.step = niceStep(max - min, axis.count);
+      return [Math.floor(min / axis.step + 1e-9) * axis.step, Math.ceil(max / axis.step - 1e-9) * axis.step];
+    };
+    axis.splits = function (u, axisIdx, min, max) {
+      var step = axis.step || niceStep(max - min, axis.count);
+      var out = [];
+      for (var v = Math.ceil(min / step - 1e-9) * step; v <= max + step * 1e-9 && out.length < 50; v += step) {
+        out.push(Math.abs(v) < step * 1e-9 ? 0 : +v.toPrecision(12));
+      }
+      return out;
+    };
+    return axis;
   }
 
   // The y axis as wide as its longest tick label (uPlot's documented sizing pattern).
@@ -133,12 +133,13 @@
       : state.x === "relative" ? duration
       : function (v) { return new Date(v * 1000).toLocaleString(); };
     var many = payload.series.some(function (s) { return s.step.length <= 60; });
+    var y = linearY(height);
     return {
       width: width,
       height: height,
       scales: {
         x: { time: state.x === "wall" },
-        y: state.log ? { distr: 3, log: 10 } : { range: yRange },
+        y: state.log ? { distr: 3, log: 10 } : { range: y.range },
       },
       axes: [
         {
@@ -150,7 +151,7 @@
         },
         {
           label: payload.y_label, font: FONT, labelFont: LABEL_FONT, labelSize: 20, size: axisSize,
-          splits: state.log ? undefined : ySplits,
+          splits: state.log ? undefined : y.splits,
           values: function (u, splits) { return splits.map(short); },
         },
       ],

@@ -19,7 +19,7 @@ def charted(owner):
     experiment = data.experiment(owner, "wine-quality")
     runs = [
         data.run(owner, experiment, name=f"elasticnet-{i}", params={"alpha": str(alpha), "solver": solver},
-                 metrics={"rmse": RMSE[i], "mae": [v * 0.8 for v in RMSE[i]], "r2": [0.4 + i / 10]},
+                 metrics={"rmse": RMSE[i], "gain": [-0.45 + s * 0.1 for s in range(20)], "r2": [0.4 + i / 10]},
                  start_time=1_700_000_000_000 + i * 60_000)
         for i, (alpha, solver) in enumerate([(0.1, "saga"), (0.5, "saga"), (0.9, "lbfgs")])
     ]
@@ -52,7 +52,13 @@ def _x_range(page, selector: str) -> tuple[float, float]:
 
 
 def _no_horizontal_overflow(page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    """At 1,280 px nothing sticks out sideways (the page reloaded at that width, as a user there sees it)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.reload()
+    page.wait_for_load_state("networkidle")
+    wide = page.evaluate("""Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 1280)
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, wide
 
 
 def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, screenshot):
@@ -73,6 +79,12 @@ def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, sc
     assert legend[0] == ("Step", "7")
     assert legend[1] == ("elasticnet-1", f"{RMSE[1][7]:.6g}")
     screenshot(page, "run-charts-1440")
+
+    # The y axis ends on a tick above the highest point; 0 is a tick when the range holds it.
+    axis = "(u => [u.scales.y.max, Math.max(...u.data[1].filter(v => v != null)), u.axes[1]._splits])"
+    top, highest, splits = page.evaluate(f"{axis}(document.querySelector('{chart}')._uplot)")
+    assert highest <= top and splits[-1] == pytest.approx(top)
+    assert 0 in page.evaluate(f"{axis}(document.querySelector('#chart-gain')._uplot)")[2]
 
     # Drag to zoom on x, double-click to reset.
     assert _x_range(page, chart) == (0, 19)
@@ -105,7 +117,6 @@ def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, sc
     _hover_step(page, chart, 7)
     assert _legend(page, chart)[1][1] != f"{RMSE[1][7]:.6g}"
 
-    page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
 
 
@@ -126,7 +137,6 @@ def test_compare_chart_reads_every_run_at_a_step(signed_in_page, owner, charted,
     canvas = page.locator(f"{chart} canvas").bounding_box()
     assert canvas["width"] >= 0.9 * card["width"]
     screenshot(page, "compare-runs-1440")
-    page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
 
 
@@ -148,7 +158,6 @@ def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, 
     page.press("#run-filter", "Enter")
     page.wait_for_function("document.querySelector('#run-count').innerText.startsWith('2 matching runs')")
     screenshot(page, "experiment-runs-1440")
-    page.set_viewport_size({"width": 1280, "height": 900})
     _no_horizontal_overflow(page)
 
     # The chart view keeps the filter: the two matching runs, rmse against alpha; a dot reads out its run.
