@@ -74,6 +74,7 @@ def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, sc
     assert "nothing to chart" not in page.content()
     assert page.locator(".description strong").inner_text() == "wine quality"  # mlflow.note.content as Markdown
 
+    assert page.evaluate(f"document.querySelector('{chart}')._uplot.axes[1].font[0]").startswith("12px")
     _hover_step(page, chart, 7)
     legend = _legend(page, chart)
     assert legend[0] == ("Step", "7")
@@ -136,6 +137,10 @@ def test_compare_chart_reads_every_run_at_a_step(signed_in_page, owner, charted,
     card = page.locator("#compare-chart").bounding_box()
     canvas = page.locator(f"{chart} canvas").bounding_box()
     assert canvas["width"] >= 0.9 * card["width"]
+    # One type scale: the compare chart's axes use the run page's font.
+    assert page.evaluate(f"document.querySelector('{chart}')._uplot.axes[1].font[0]").startswith("12px")
+    page.locator("#compare-scatter circle").first.hover()
+    assert page.locator("#compare-scatter .chart-readout").inner_text().startswith("elasticnet-0: params.alpha=0.1, metrics.")
     screenshot(page, "compare-runs-1440")
     _no_horizontal_overflow(page)
 
@@ -207,3 +212,24 @@ def test_without_javascript_the_svg_charts_stay(browser, live_server, owner, cha
     assert page.locator("#chart-rmse .chart-fallback svg.chart").is_visible()
     assert page.locator(".chart-tools").count() == 0
     context.close()
+
+
+def test_the_view_run_link_the_client_prints_opens_the_run_after_sign_in(mlflow_client, page, owner, capsys):
+    """`🏃 View run … at: <tracking uri>/#/experiments/<id>/runs/<run_id>`: followed signed out, it
+    goes through the sign-in page and lands on the run (the fragment survives both redirects)."""
+    import mlflow
+
+    from tests import factories
+
+    mlflow.set_experiment("client-linked")
+    with mlflow.start_run(run_name="printed") as active:
+        mlflow.log_metric("loss", 0.5)
+    url = re.search(r"View run printed at: (\S+)", capsys.readouterr().out).group(1)
+    assert f"/#/experiments/{active.info.experiment_id}/runs/{active.info.run_id}" in url
+    page.goto(url)
+    page.wait_for_url(re.compile(r"/login/"))
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", factories.PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(rf"/runs/{active.info.run_id}/$"))
+    assert "printed" in page.locator("h1").inner_text()
