@@ -370,7 +370,7 @@ def _runs_chart(request, matching, metric_keys: list[str], param_keys: list[str]
         label = (runs[rid] or rid) + (f" ({group}={g})" if group else "")
         points.append((label, gx, ys[rid], colors[g], reverse("tracking:run_detail", args=[rid])))
     context.update(
-        scatter=charts.scatter_chart(points, x_label=x, y_label=y, x_categories=categories, width=900, height=340),
+        scatter=charts.scatter_chart(points, x_label=x, y_label=y, x_categories=categories, width=1240, height=400),
         legend=[(g, colors[g], len(groups[g])) for g in ordered[: len(charts.PALETTE) - 1]] if group else [],
         other_groups=max(len(ordered) - len(charts.PALETTE) + 1, 0) if group else 0,
         plotted=len(points),

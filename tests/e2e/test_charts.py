@@ -112,6 +112,8 @@ def test_run_chart_readout_zoom_reset_and_log(signed_in_page, owner, charted, sc
     page.select_option("select[name=chart-x]", "relative")
     assert page.locator(chart).get_attribute("data-x-mode") == "relative"
     assert "Relative time" in page.locator(f"{chart} .u-legend").inner_text()
+    page.select_option("select[name=chart-x]", "wall")
+    assert page.evaluate(f"document.querySelector('{chart}')._uplot.scales.x.min") == pytest.approx(1_700_000_000, abs=1)
     page.select_option("select[name=chart-x]", "step")
     page.fill("input[name=chart-smoothing]", "0.9")
     page.dispatch_event("input[name=chart-smoothing]", "input")
