@@ -194,8 +194,12 @@
       return Math.max(200, plot.clientWidth || el.clientWidth);
     }
 
+    // Log y needs positive values: a chart with none stays linear (and says so in its title).
+    var positive = payload.series.some(function (s) { return s.value.some(function (v) { return v > 0; }); });
+
     function draw() {
-      var state = group.state;
+      var state = { x: group.state.x, log: group.state.log && positive, smooth: group.state.smooth, syncKey: group.state.syncKey };
+      el.title = group.state.log && !positive ? "No positive values: shown on a linear scale" : "";
       if (chart) chart.destroy();
       chart = new uPlot(lineOptions(el, payload, state, width(), height), lineData(payload, state), plot);
       el._uplot = chart;
@@ -207,7 +211,9 @@
     draw();
     group.charts.push({
       redraw: draw,
-      smooth: function () { chart.setData(lineData(payload, group.state)); },
+      smooth: function () {
+        chart.setData(lineData(payload, { x: group.state.x, log: group.state.log && positive, smooth: group.state.smooth }));
+      },
     });
     if (window.ResizeObserver) {
       var last = plot.clientWidth;
