@@ -13,14 +13,11 @@ import mimetypes
 import posixpath
 from collections import defaultdict
 
-import markdown
-import nh3
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from core import artifacts as artifact_store
@@ -29,6 +26,7 @@ from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
+from core.pages import render_markdown
 from registry import access, reads, services
 from registry.models import (
     Event,
@@ -67,13 +65,6 @@ def get_model(user, name: str, min_level: str = perms.CAN_READ) -> tuple[Registe
 def get_version(user, name: str, version: int, min_level: str = perms.CAN_READ) -> tuple[ModelVersion, str]:
     mv = _or_404(access.get_model_version_at_level, user, name, version, min_level=min_level)
     return mv, perms.effective_level(user, mv.registered_model)
-
-
-def render_markdown(text: str | None) -> str:
-    """Markdown rendered, then sanitised (nh3 keeps only safe tags; links get rel=noopener)."""
-    if not text:
-        return ""
-    return mark_safe(nh3.clean(markdown.markdown(text, extensions=["fenced_code", "tables"])))
 
 
 def model_url(model) -> str:

@@ -336,14 +336,27 @@ def _metric_joins(clauses: list[Clause], keys: list[OrderKey]) -> dict[str, str]
     return joins
 
 
+def _visible_runs(user, experiment_ids: list, run_view_type) -> QuerySet:
+    ids = [parse_experiment_id(e) for e in experiment_ids]
+    return Run.objects.filter(runs_visible_in(user, ids), lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"))
+
+
+def runs_matching(*, user, experiment_ids: list, filter_string: str | None, run_view_type) -> QuerySet:
+    """Every run the filter matches, unordered and unpaged: for the runs table's count and its
+    chart across all matching runs (search_runs gives the pages). Raises InvalidParameter."""
+    qs = _visible_runs(user, experiment_ids, run_view_type)
+    for clause in parse_filter(filter_string):
+        qs = qs.filter(_run_clause_q(clause))
+    return qs
+
+
 def search_runs(*, user, experiment_ids: list, filter_string: str | None, run_view_type, order_by: list[str],
                 max_results: int, page_token: str | None, prefetch: bool = True) -> tuple[list[Run], str | None]:
     """One page of runs, ready for Run.to_mlflow() (prefetched in a fixed number of queries).
 
     `prefetch=False` returns rows (named tuples) with only the RUN_INFO_FIELDS and the sort values,
     for callers that serialise with `runs_to_mlflow`."""
-    ids = [parse_experiment_id(e) for e in experiment_ids]
-    qs = Run.objects.filter(runs_visible_in(user, ids), lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"))
+    qs = _visible_runs(user, experiment_ids, run_view_type)
     clauses = parse_filter(filter_string)
     keys = parse_order_by(order_by)
     joins = _metric_joins(clauses, keys)
