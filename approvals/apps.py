@@ -27,6 +27,10 @@ class ApprovalsConfig(AppConfig):
         events.EVENT_TYPES.update(EVENT_TYPES)
         # Every direct stage change asks the stage policies first (approved requests skip the guard).
         services.register_transition_guard(_check_direct_transition)
+        # Requests, reviews and comments on the registry's pages.
+        from approvals import panels
+
+        panels.register()
 
 
 def _check_direct_transition(*, version, stage, user) -> None:

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from approvals import access, checks, services
+from approvals import access, checks, panels, services
 from approvals.models import APPROVER_LEVELS, Comment, StagePolicy, TransitionRequest
 from approvals.policy import effective_policy, transition_level
 from core import permissions as perms
@@ -168,7 +168,7 @@ def _comments_response(request, name, version, *, error: str = "", text: str = "
     mv, level = registry_views._load_version(request, name, version)
     if request.htmx:
         return render(request, "registry/model_version_detail.html#version-comments",
-                      registry_views.comments_context(request, mv, level, error=error, text=text))
+                      panels.comments_context(request, mv, level, error=error, text=text))
     if error:
         messages.error(request, error)
     return redirect(version_url(name, version) + "#comments-h")

@@ -46,3 +46,13 @@ def install() -> None:
         registry_events.RECORD_HOOKS.append(audit_event)
     registry_events.register_hook(fan_out)
     user_locked_out.connect(record_lockout, dispatch_uid="monitoring.record_lockout")
+    # The model page's Watch button.
+    from registry import views as registry_views
+
+    registry_views.register_page_context("model_detail", watching_context)
+
+
+def watching_context(request, *, model, level) -> dict:
+    from monitoring import services
+
+    return {"watching": services.is_watching(user=request.user, model=model)}

@@ -104,39 +104,26 @@ def metric_cell(value) -> dict | None:
     return {"text": f"{value:.6g}", "exact": repr(value)}
 
 
-def _model_version_url(version) -> str:
-    for name, args in (
-        ("registry:model_version_detail", [version.registered_model.name, version.version]),
-        ("registry:model_detail", [version.registered_model.name]),
-    ):
-        try:
-            return reverse(name, args=args)
-        except NoReverseMatch:
-            continue
-    return reverse("registry:model_list")
+# The registry knows which model versions were registered from runs and who may see them; tracking
+# knows nothing of the registry. RegistryConfig.ready() registers a provider here:
+# `provider(user, run_ids) -> {run id: [version, …]}`, each version with its page's `url`.
+RUN_VERSIONS_PROVIDERS: list = []
+
+
+def register_run_versions_provider(provider) -> None:
+    if provider not in RUN_VERSIONS_PROVIDERS:
+        RUN_VERSIONS_PROVIDERS.append(provider)
 
 
 def _registered_versions(user, run_ids: list[str]) -> dict[str, list]:
-    """{run id: the model versions registered from it that `user` may see}, in one query.
-
-    The only place the tracking pages look at the registry: the run page and the runs table must
-    show them, and which versions a user may see is the registry's decision (registry.access), so
-    we ask it rather than follow the reverse relation (which would leak versions of private models).
-    """
-    from django.apps import apps
-
-    if not apps.is_installed("registry") or not run_ids:
-        return {}
-    from registry.access import model_versions_visible_to
-
+    """{run id: the model versions registered from it that `user` may see}, from the providers
+    (one query each): the run page and the runs table show them."""
     by_run = defaultdict(list)
-    versions = (
-        model_versions_visible_to(user).filter(source_run_id__in=run_ids).select_related("registered_model")
-        .order_by("registered_model__name", "version")
-    )
-    for version in versions:
-        version.url = _model_version_url(version)
-        by_run[version.source_run_id].append(version)
+    if not run_ids:
+        return by_run
+    for provider in RUN_VERSIONS_PROVIDERS:
+        for run_id, versions in provider(user, run_ids).items():
+            by_run[run_id].extend(versions)
     return by_run
 
 

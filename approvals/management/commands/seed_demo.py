@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from approvals.demo import load_governance_demo
 from registry.demo import MODEL_NAME, load_demo
 from registry.models import RegisteredModel
 
@@ -27,8 +28,6 @@ class Command(BaseCommand):
         versions = ", ".join(f"v{v.version} {v.current_stage} {v.status}" for v in model.versions.order_by("version"))
         self.stdout.write(self.style.SUCCESS(f"Demo loaded: {MODEL_NAME} ({versions})"))
         # Governance on top: users scientist and reviewer, a Production policy, a pending request.
-        from approvals.demo import load_governance_demo
-
         governance = load_governance_demo(admin=owner)
         for name, password in governance["passwords"].items():
             self.stdout.write(self.style.WARNING(
