@@ -440,7 +440,12 @@ def json_response(data: dict, *, status: int = 200) -> HttpResponse:
 
 
 def error_response(error: MlflowError) -> HttpResponse:
-    response = json_response(error.to_json(), status=error.status)
+    data = error.to_json()
+    try:
+        data["message"].encode()
+    except UnicodeEncodeError:  # a lone surrogate quoted from the request: answer it escaped, not with a 500
+        data["message"] = data["message"].encode("utf-8", "backslashreplace").decode()
+    response = json_response(data, status=error.status)
     if error.status == 401:
         response["WWW-Authenticate"] = 'Basic realm="stagegate", Bearer'
     return response

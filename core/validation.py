@@ -38,7 +38,9 @@ def shown(value, limit: int = 100) -> str:
 
 
 def invalid(path: str, value, message: str) -> InvalidParameter:
-    # mlflow.utils.validation.invalid_value's text.
+    # mlflow.utils.validation.invalid_value's text; a path (a JSON key) may itself be the bad text.
+    if _BAD_TEXT.search(path):
+        path = shown(path)[1:-1]
     return InvalidParameter(f"Invalid value {shown(value)} for parameter '{path}' supplied: {message}")
 
 

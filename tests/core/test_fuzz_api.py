@@ -101,11 +101,14 @@ SUBFIELDS = ["key", "value", "timestamp", "step", "field_name", "ascending", "da
              "user_name", "group_name", "permission_level", "stage", "events", "url"]
 
 
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=12)  # surrogates and controls too
+
+
 def leaf(known: list):
     return st.one_of(
         st.sampled_from(NASTY),
         st.sampled_from(known),
-        st.text(alphabet=st.characters(exclude_categories=()), max_size=12),
+        ANY_TEXT,
         st.sampled_from(INTS),
         st.integers(),
         st.floats(allow_nan=True, allow_infinity=True),
@@ -117,7 +120,7 @@ def leaf(known: list):
 def json_value(known: list):
     return st.recursive(
         leaf(known),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(SUBFIELDS) | st.text(max_size=5), inner, max_size=4),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(SUBFIELDS) | ANY_TEXT, inner, max_size=4),
         max_leaves=8,
     )
 
@@ -142,8 +145,8 @@ class Strategies:
         self.leaf = leaf(known)
         self.json = json_value(known)
         self.query_values = st.lists(self.leaf.map(str), min_size=1, max_size=2)
-        self.extra_json = st.dictionaries(st.sampled_from(fields), self.json, max_size=2)
-        self.extra_query = st.dictionaries(st.sampled_from(fields) | st.text(max_size=5), self.query_values, max_size=2)
+        self.extra_json = st.dictionaries(st.sampled_from(fields) | ANY_TEXT, self.json, max_size=2)
+        self.extra_query = st.dictionaries(st.sampled_from(fields) | ANY_TEXT, self.query_values, max_size=2)
         self.good = {field: st.sampled_from(values) for field, values in good.items()}
         self.segments = {name: st.sampled_from(values + NASTY[1:]) | st.text(min_size=1, max_size=8)
                          for name, values in path_values.items()}
