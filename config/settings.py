@@ -115,6 +115,9 @@ API_MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 
+# Larger request bodies get 413 RESOURCE_EXHAUSTED on the API (Django's default, 2.5 MB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STAGEGATE_MAX_REQUEST_BYTES", 2_621_440)
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"

@@ -57,3 +57,14 @@ def test_names_stored_before_the_rules_do_not_break_pages(web, api, owner, name)
     assert api.get("registered-models/get", {"name": name}).json()["registered_model"]["name"] == name
     assert api.post("registered-models/rename", {"name": name, "new_name": "fixed"}).status_code == 200
     assert RegisteredModel.objects.filter(name="fixed").exists()
+
+
+def test_stage_names_and_order_are_checked_on_the_settings_page(client, admin):
+    from registry.models import Stage
+
+    client.force_login(admin)
+    for name, order, error in (("Bad\nStage", "1", "A stage name is 1 to 64"), ("Rtl\u202eX", "1", "A stage name is 1 to 64"),
+                               ("Huge", "99999999999999999999", "The order is a whole number")):
+        response = client.post("/settings/stages/", {"name": name, "order": order})
+        assert response.status_code == 200 and error in response.content.decode(), name
+    assert not Stage.objects.filter(built_in=False).exists()
