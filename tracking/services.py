@@ -416,6 +416,11 @@ def metric_point(item: dict, path: str = "") -> MetricPoint:
     key = _check_key(item.get("key"), f"{path}key")
     value = _to_float(item.get("value"), f"{path}value")
     timestamp = _to_int(item.get("timestamp"), f"{path}timestamp", required=True)
+    if timestamp < 0:  # MLflow's _validate_metric rule and text
+        raise InvalidParameter(
+            f"Invalid value {timestamp} for parameter '{path}timestamp' supplied: metric '{key}' (value={value}). "
+            "Timestamp must be a nonnegative long (64-bit integer) "
+        )
     step = _to_int(item.get("step"), f"{path}step", required=False) or 0
     model_id = item.get("model_id") or None
     dataset_name = item.get("dataset_name") or None

@@ -5,7 +5,7 @@ new endpoint is fuzzed without touching this file. For each request it asserts: 
 MLflow's error JSON {"error_code": str, "message": str}; and a refused write (4xx on a non-GET) leaves
 every tracking/registry/approvals/monitoring table with the row counts it had before.
 
-Bounded: STAGEGATE_FUZZ_EXAMPLES (default 15) examples per endpoint (~1,300 requests, ~40 s), derandomized so CI is
+Bounded: STAGEGATE_FUZZ_EXAMPLES (default 12) examples per endpoint (~1,050 requests, 30-50 s), derandomized so CI is
 reproducible; raise it locally for a deeper run. STAGEGATE_FUZZ_REPORT=<file> writes the counts.
 On PostgreSQL (CI) NUL bytes and int64 bounds meet the real column types.
 """
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from core.services import create_api_token
 
-EXAMPLES = int(os.environ.get("STAGEGATE_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("STAGEGATE_FUZZ_EXAMPLES", "12"))
 ROOT = Path(__file__).resolve().parents[2]
 WRITE_CHECKED_APPS = ("tracking", "registry", "approvals", "monitoring")
 

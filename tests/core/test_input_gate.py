@@ -113,6 +113,8 @@ def test_integers_beyond_int64_are_refused(api, run_id):
     refused(api.post("runs/log-batch", {"run_id": run_id, "metrics": [{**point, "timestamp": str(huge)}]}))
     refused(api.get("/api/2.0/stagegate/registered-models/stage-at", {"name": "m", "stage": "Production", "timestamp": str(huge)}))
     refused(api.get("runs/search", {"max_results": str(huge)}))
+    # MLflow's own limit: a metric's timestamp is nonnegative.
+    assert "Timestamp must be a nonnegative long" in refused(api.post("runs/log-metric", {**point, "timestamp": -1}))
     assert not Metric.objects.exists()
     # The edges themselves are fine.
     assert api.post("runs/log-metric", {**point, "timestamp": validation.INT64_MAX, "step": validation.INT64_MIN}).status_code == 200
