@@ -41,7 +41,7 @@ from core.errors import (
     missing_parameter,
 )
 from core.models import ApiToken, hash_token  # noqa: F401  (hash_token re-exported for tests)
-from core.validation import check_int64, check_query, parse_json_body
+from core.validation import check_int64, check_query, loads_bounded, parse_json_body
 
 log = logging.getLogger("stagegate.api")
 
@@ -265,7 +265,7 @@ class Params:
             if not raw:
                 return []
             try:
-                value = json.loads(raw)
+                value = loads_bounded(raw)
             except ValueError:
                 raise invalid_value(name, raw) from None
         else:
@@ -341,7 +341,7 @@ def decode_page_token(token: str | None) -> dict | None:
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        payload = loads_bounded(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidParameter("Invalid page token, could not base64-decode") from None
     if not isinstance(payload, dict):

@@ -73,6 +73,15 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+def loads_bounded(text: str | bytes):
+    """json.loads for text from outside (bodies, query values, page tokens, tag values): ValueError when
+    nested deeper than MAX_JSON_DEPTH, instead of the parser's RecursionError."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if json_too_deep(raw):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text)
+
+
 def parse_json_body(body: bytes) -> dict:
     """The request body as a JSON object: {} when empty (or null), 400 when malformed or not an object.
 
@@ -81,15 +90,10 @@ def parse_json_body(body: bytes) -> dict:
     """
     if not body.strip():
         return {}
-    if json_too_deep(body):
-        raise InvalidParameter(f"Malformed JSON request body: nested deeper than {MAX_JSON_DEPTH} levels.")
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)
         if isinstance(data, str):
-            inner = data.encode("utf-8", "surrogatepass")
-            if json_too_deep(inner):
-                raise InvalidParameter(f"Malformed JSON request body: nested deeper than {MAX_JSON_DEPTH} levels.")
-            data = json.loads(data)
+            data = loads_bounded(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidParameter(f"Malformed JSON request body: {error}.") from None
     if data is None:

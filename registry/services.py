@@ -20,7 +20,7 @@ from django.db.models import Prefetch
 from django.urls import resolve, reverse
 
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, missing_parameter
-from core.validation import check_display_name, check_key, check_path_name, invalid
+from core.validation import check_display_name, check_key, check_path_name, invalid, loads_bounded
 from core.sql import execute_all, fetch, fetch_sets, insert_statement, instance, row_by_pk, select_plain
 from registry import access, reads
 from registry.events import record_event, schedule_registration
@@ -451,7 +451,7 @@ def _link_logged_model(logged_model: LoggedModel, name: str, version: int) -> No
     entries = []
     if tag is not None:
         try:
-            entries = json.loads(tag.value)
+            entries = loads_bounded(tag.value)
         except ValueError:
             entries = []
         if not isinstance(entries, list):

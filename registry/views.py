@@ -29,6 +29,7 @@ from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
+from core.validation import loads_bounded
 from registry import reads, services
 from registry.models import (
     Event,
@@ -424,8 +425,6 @@ def _read_version_file(mv, name: str) -> str:
 
 def _signature(mv) -> dict | None:
     """The MLmodel signature as lists of columns ({name, type}) for the inputs and outputs."""
-    import json
-
     sig = mv.signature
     if not sig:
         return None
@@ -435,7 +434,7 @@ def _signature(mv) -> dict | None:
         if not raw:
             continue
         try:
-            cols = json.loads(raw) if isinstance(raw, str) else raw
+            cols = loads_bounded(raw) if isinstance(raw, str) else raw
         except ValueError:
             cols = []
         out[part] = [

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from core.artifacts import ARTIFACT_SCHEME
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
 from core.sql import execute_all, insert_statement, row_by_pk
-from core.validation import check_display_name, check_int64
+from core.validation import check_display_name, check_int64, loads_bounded
 from core.validation import check_key as check_mlflow_key
 from tracking.models import (
     ACTIVE,
@@ -646,7 +646,7 @@ def log_model(*, run: Run, model_json: str) -> None:
     if not model_json:
         raise missing_parameter("model_json")
     try:
-        model = json.loads(model_json)
+        model = loads_bounded(model_json)
     except ValueError:
         raise InvalidParameter(f"Invalid value {model_json} for parameter 'model_json' supplied: not JSON.") from None
     if not isinstance(model, dict):
@@ -657,7 +657,7 @@ def log_model(*, run: Run, model_json: str) -> None:
         history = []
         if tag is not None:
             try:
-                history = json.loads(tag.value)
+                history = loads_bounded(tag.value)
             except ValueError:
                 history = []
             if not isinstance(history, list):

@@ -1,6 +1,7 @@
 """The API's input gate (core.api + core.validation) and the name rules: MLflow's error JSON, never a 5xx,
 and nothing written by a refused request."""
 
+import base64
 import json
 
 import pytest
@@ -189,3 +190,11 @@ def test_logged_model_names_follow_mlflows_rule(api):
     assert message.startswith("Invalid model name ('a/b') provided. Model name must be a non-empty string")
     assert not LoggedModel.objects.exists()
     assert api.post("logged-models", {"experiment_id": "0", "name": "my-model"}).status_code == 200
+
+
+def test_json_inside_strings_is_bounded_too(api, run_id):
+    deep = "[" * 20_000 + "]" * 20_000  # json.loads: RecursionError
+    token = base64.urlsafe_b64encode(deep.encode()).decode()
+    assert "Invalid page token" in refused(api.get("registered-models/search", {"page_token": token}))
+    assert "model_json" in refused(api.post("runs/log-model", {"run_id": run_id, "model_json": deep}))
+    assert api.post("runs/log-model", {"run_id": run_id, "model_json": '{"flavors": {}}'}).status_code == 200
