@@ -1,15 +1,16 @@
 from django.urls import path
 
+import core.converters  # noqa: F401  (registers <name:…>, which also takes newlines)
 from approvals import views
 
 app_name = "approvals"
 
 urlpatterns = [
     path("reviews/", views.inbox, name="inbox"),
-    path("models/<path:name>/permissions/", views.model_permissions, name="model_permissions"),
-    path("models/<path:name>/policies/", views.model_policies, name="model_policies"),
-    path("models/<path:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
-    path("models/<path:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
+    path("models/<name:name>/permissions/", views.model_permissions, name="model_permissions"),
+    path("models/<name:name>/policies/", views.model_policies, name="model_policies"),
+    path("models/<name:name>/versions/<int:version>/request/", views.request_transition, name="request_transition"),
+    path("models/<name:name>/versions/<int:version>/comments/", views.create_comment, name="create_comment"),
     path("requests/<int:request_id>/review", views.review_request, name="review_request"),
     path("comments/<int:comment_id>/edit", views.update_comment, name="update_comment"),
     path("comments/<int:comment_id>/delete", views.delete_comment, name="delete_comment"),

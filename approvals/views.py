@@ -350,6 +350,8 @@ def settings_stages(request):
             if Stage.objects.filter(name__iexact=name).exists():
                 raise InvalidParameter(f"Stage {name} already exists.")
             order = int(form["order"]) if form["order"].lstrip("-").isdigit() else 100
+            if not -(2**31) <= order < 2**31:  # the column is a 32-bit integer
+                raise InvalidParameter("The order is a whole number between -2147483648 and 2147483647.")
             try:
                 with transaction.atomic():
                     Stage.objects.create(name=name, order=order, description=form["description"])

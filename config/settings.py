@@ -136,13 +136,15 @@ API_MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 
+# Larger request bodies get 413 RESOURCE_EXHAUSTED on the API. MLflow's server takes JSON bodies with
+# up to a 16 MB dataset profile (Django's default stops at 2.5 MB): 32 MB by default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STAGEGATE_MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 # The MLflow API paths have no trailing slash; never redirect them.
 APPEND_SLASH = False
-# MLflow's server takes JSON bodies with up to a 16 MB dataset profile (Django's default stops at 2.5 MB).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 # A 16 KiB query string (what MLflow's server reads) holds up to ~4000 fields; Django's default is 1000.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
 

@@ -33,7 +33,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("core.urls")),
     path("", include("tracking.urls")),
-    # Before registry: its model page pattern (`models/<path:name>/`) would swallow approvals' subpages.
+    # Before registry: its model page pattern (`models/<name:name>/`) would swallow approvals' subpages.
     path("", include("approvals.urls")),
     path("", include("registry.urls")),
     path("", include("monitoring.urls")),

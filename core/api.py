@@ -2,11 +2,12 @@
 
 Why not django-ninja: the MLflow client judges us on exact error texts
 ("Missing value for required parameter 'name'. …", "Invalid value 123 for
-parameter …"), on a body that is not JSON being read as `{}`, and on
-Content-Type rules; a schema layer would have to be fought at every one of
+parameter …") and on Content-Type rules; a schema layer would have to be fought at every one of
 those, and it costs CPU on the hottest endpoints (`registered-models/get` is
 called before almost every registry call). One decorator and one small
 parameter reader give the exact wire behaviour with nothing in between.
+
+The decorator is also the input gate (core.validation): no endpoint can skip it.
 """
 
 import base64
@@ -25,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import models
+from django.db import DataError, models
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
@@ -42,6 +43,7 @@ from core.errors import (
     missing_parameter,
 )
 from core.models import ApiToken, hash_token  # noqa: F401  (hash_token re-exported for tests)
+from core.validation import check_int64, check_query, loads_bounded, parse_json_body
 
 log = logging.getLogger("stagegate.api")
 
@@ -166,7 +168,8 @@ class Params:
     """Reads MLflow request parameters from a GET query string or a JSON body.
 
     GET values are strings (repeated keys for lists); JSON values are typed and
-    checked. Errors are MLflow's exact texts.
+    checked. Errors are MLflow's exact texts. A malformed body is refused (400),
+    where MLflow would read it as {}.
     """
 
     __slots__ = ("data", "is_query")
@@ -179,17 +182,14 @@ class Params:
     def from_request(cls, request: HttpRequest) -> "Params":
         if request.method in ("GET", "HEAD"):
             return cls(request.GET, is_query=True)
-        body = request.body
-        data = {}
-        if body:
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                # MLflow treats an unparsable body as empty, so the caller gets
-                # the "missing parameter" error rather than a parse error.
-                data = {}
-        if not isinstance(data, dict):
-            data = {}
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise MlflowError(
+                f"The request body is larger than this server accepts ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
+                error_code="RESOURCE_EXHAUSTED", status=413,
+            ) from None
+        data = parse_json_body(body)
         if not data and request.GET:
             # DELETE/PATCH callers that put arguments in the query string still work.
             return cls(request.GET, is_query=True)
@@ -224,10 +224,10 @@ class Params:
         if isinstance(value, bool):
             raise invalid_value(name, value)
         if isinstance(value, int):
-            return value
+            return check_int64(value, name)
         if isinstance(value, str):
             try:
-                return int(value)
+                return check_int64(int(value), name)
             except ValueError:
                 pass
         raise invalid_value(name, value)
@@ -271,7 +271,7 @@ class Params:
             if not raw:
                 return []
             try:
-                value = json.loads(raw)
+                value = loads_bounded(raw)
             except ValueError:
                 raise invalid_value(name, raw) from None
         else:
@@ -297,7 +297,7 @@ class Params:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise invalid_value(name, value)
         try:
-            return int(value)
+            return check_int64(int(value), name)
         except ValueError:
             raise InvalidParameter(f"Parameter '{name}' must be an integer, got '{value}'.") from None
 
@@ -350,7 +350,7 @@ def decode_page_token(token: str | None) -> dict | None:
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        payload = loads_bounded(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidParameter("Invalid page token, could not base64-decode") from None
     if not isinstance(payload, dict):
@@ -449,7 +449,12 @@ def json_response(data: dict, *, status: int = 200) -> HttpResponse:
 
 
 def error_response(error: MlflowError) -> HttpResponse:
-    response = json_response(error.to_json(), status=error.status)
+    data = error.to_json()
+    try:
+        data["message"].encode()
+    except UnicodeEncodeError:  # a lone surrogate quoted from the request: answer it escaped, not with a 500
+        data["message"] = data["message"].encode("utf-8", "backslashreplace").decode()
+    response = json_response(data, status=error.status)
     for name, value in getattr(error, "headers", {}).items():
         response[name] = value
     if error.status == 401:
@@ -497,6 +502,8 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
                     return response
                 if auth:
                     request.user = authenticate_api_request(request)
+                # The input gate: every endpoint's query string, URL arguments and JSON body pass here.
+                check_query(request.GET, kwargs)
                 if body == "json":
                     if request.method in JSON_METHODS:
                         _check_content_type(request)
@@ -509,10 +516,15 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
             except (RequestDataTooBig, TooManyFieldsSent) as exc:
                 # Django's own limits (body size, number of query fields): MLflow's JSON, not an HTML 400.
                 return error_response(InvalidParameter(f"Bad Request. {exc}"))
+            except DataError as error:
+                # A backstop, not the rule: input the gate and the services should have refused.
+                log.warning("database refused a value that passed validation on %s: %s", request.path, error)
+                return error_response(InvalidParameter(f"Invalid parameter value: {str(error).splitlines()[0]}"))
             if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result if result is not None else {})
 
+        view.allowed_methods = allowed  # read by the fuzz test, which enumerates every endpoint
         return view
 
     return decorator

@@ -26,6 +26,7 @@ from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
 from core.pages import render_markdown
+from core.validation import loads_bounded
 from registry import access, reads, services
 from registry.models import (
     Event,
@@ -397,8 +398,6 @@ def _read_version_file(mv, name: str) -> str:
 
 def _signature(mv) -> dict | None:
     """The MLmodel signature as lists of columns ({name, type}) for the inputs and outputs."""
-    import json
-
     sig = mv.signature
     if not sig:
         return None
@@ -408,7 +407,7 @@ def _signature(mv) -> dict | None:
         if not raw:
             continue
         try:
-            cols = json.loads(raw) if isinstance(raw, str) else raw
+            cols = loads_bounded(raw) if isinstance(raw, str) else raw
         except ValueError:
             cols = []
         out[part] = [

@@ -541,7 +541,10 @@ def _logged_model_order(qs: QuerySet, order_by: list[dict]) -> tuple[QuerySet, l
         if not field_name or not isinstance(field_name, str):
             raise InvalidParameter(f"Missing value for required parameter 'order_by[{i}].field_name'.")
         ascending = item.get("ascending", True) is not False
-        ctype, key = parse_order_by([field_name])[0].type, parse_order_by([field_name])[0].key
+        keys = parse_order_by([field_name])
+        if not keys:  # blank
+            raise InvalidParameter(f"Missing value for required parameter 'order_by[{i}].field_name'.")
+        ctype, key = keys[0].type, keys[0].key
         if ctype == "metric":
             prefix = f"ob{i}"
             points = Metric.objects.filter(model_id=OuterRef("pk"), key=key)

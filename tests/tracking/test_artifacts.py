@@ -211,7 +211,10 @@ def test_traversal_in_upload_path_is_rejected_and_nothing_is_written(api, _artif
     assert response.status_code in (400, 404), response.content
     assert response["Content-Type"] == "application/json"
     if response.status_code == 400:
-        assert response.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"}
+        body = response.json()
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+        # NUL (%00) is refused by the API's input gate before the view's path check.
+        assert body["message"] == "Invalid path" or "%00" in bad and "NUL" in body["message"], body
     else:
         # "//etc/passwd"-style URLs never reach the view; the JSON catch-all answers.
         assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"
@@ -224,7 +227,9 @@ def test_traversal_in_upload_path_is_rejected_and_nothing_is_written(api, _artif
 def test_traversal_in_list_path_is_400(api, bad):
     response = api.get(BASE, {"path": bad})
     assert response.status_code == 400
-    assert response.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"}
+    # NUL never reaches the view: the API's input gate refuses it in any parameter.
+    message = 'Invalid value "1/a\\u0000b" for parameter \'path\' supplied: text may not contain NUL characters or unpaired surrogates.'
+    assert response.json() == {"error_code": "INVALID_PARAMETER_VALUE", "message": message if "\x00" in bad else "Invalid path"}
 
 
 @pytest.mark.parametrize("method", ["get", "delete"])
