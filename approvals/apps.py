@@ -13,6 +13,10 @@ EVENT_TYPES = {
     "stage_policy.set",
     "stage_policy.deleted",
     "permissions.changed",
+    "evaluation_dataset.attached",
+    "evaluation.completed",
+    "evaluation.failed",
+    "model_signature.verified",
 }
 
 
@@ -25,3 +29,7 @@ class ApprovalsConfig(AppConfig):
 
         # The outbox refuses unknown types; governance adds its own without registry knowing them.
         events.EVENT_TYPES.update(EVENT_TYPES)
+        # A version that becomes READY is evaluated (and its signature verified) on the evaluation queue.
+        from approvals import evaluation
+
+        events.register_hook(evaluation.on_registry_events)

@@ -51,7 +51,7 @@ def _request_form_context(mv, level, *, stage: str = "", comment: str = "", erro
     if stage not in stages:
         stage = "Production" if "Production" in stages else (stages[0] if stages else "")
     policy = effective_policy(model=mv.registered_model, stage=stage) if stage else None
-    results = checks.evaluate(policy.checks, mv) if policy else []
+    results = checks.evaluate(policy.checks, mv, stage) if policy else []
     # Databricks' "Transition now": offered when the stage needs no approval and the user's level
     # allows the move (the same rule the registry's guard applies when it is used).
     direct = bool(policy and not policy.requires_approval and perms.at_least(level, transition_level(mv.current_stage, stage)))

@@ -1,0 +1,76 @@
+"""Model folders and datasets for the evaluation tests: the tutorial's wine models, a hold-out set,
+and hostile pickles (a hang, a socket, a write outside the scratch folder)."""
+
+import io
+import json
+import pickle
+import uuid
+
+import yaml
+
+from core import artifacts
+from registry.demo import FEATURE_SETS, _train, mlmodel_files
+
+
+def holdout_csv() -> bytes:
+    """The tutorial's hold-out quarter of scikit-learn's wine data (the split its runs used)."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    frame = load_wine(as_frame=True).frame
+    _, test = train_test_split(frame, test_size=0.25, random_state=42)
+    return test.to_csv(index=False).encode()
+
+
+def write_files(files: dict[str, bytes]) -> str:
+    """Save a model folder in the artifact store; returns its mlflow-artifacts: source URI."""
+    base = f"1/{uuid.uuid4().hex}/artifacts/model"
+    for name, data in files.items():
+        artifacts.save_stream(artifacts.join(base, name), io.BytesIO(data))
+    return "mlflow-artifacts:/" + base
+
+
+def wine_files(features_index: int) -> tuple[dict[str, bytes], float]:
+    """The tutorial's model on FEATURE_SETS[i] (0: alcohol, 1: + flavanoids, 2: + color_intensity), and its rmse."""
+    features = FEATURE_SETS[features_index]
+    model, rmse, example = _train(features)
+    return mlmodel_files(model, features=features, run_id=uuid.uuid4().hex, artifact_path="model", input_example=example), rmse
+
+
+class _Exec:
+    """Unpickling it runs `code` (what a hostile model.pkl does)."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+def hostile_files(code: str) -> dict[str, bytes]:
+    """A wine model folder whose model.pkl runs `code` when loaded, then loads as the real model."""
+    files, _ = wine_files(1)
+    real = pickle.loads(files["model.pkl"])
+    # The pickle runs the code, then evaluates to the real estimator: a "model" that works.
+    files["model.pkl"] = pickle.dumps(_Then(code, real))
+    return files
+
+
+class _Then:
+    """Unpickles as `real`, after running `code`: getitem((exec(code), real), 1)."""
+
+    def __init__(self, code, real):
+        self.code, self.real = code, real
+
+    def __reduce__(self):
+        import operator
+
+        return (operator.getitem, ((_Exec(self.code), self.real), 1))
+
+
+def mlmodel_of(files: dict[str, bytes]) -> dict:
+    return yaml.safe_load(files["MLmodel"])
+
+
+def dumps_json(value) -> bytes:
+    return json.dumps(value).encode()

@@ -1,0 +1,188 @@
+"""Server-side evaluation: datasets, the confined subprocess, the evidence checks (tasks eager here;
+tests/approvals/test_evaluation_worker.py runs them on a real worker)."""
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from approvals import evaluation
+from approvals.models import Evaluation, EvaluationDataset
+from core import permissions as perms
+from registry import services as registry
+from registry.models import RegisteredModel
+from tests.approvals.evaluation_helpers import holdout_csv, hostile_files, wine_files, write_files
+
+pytestmark = pytest.mark.django_db
+
+MODEL = "lr_wine_quality"
+
+
+@pytest.fixture
+def wine(owner, api_for):
+    """lr_wine_quality with the hold-out dataset attached over the API (no versions yet)."""
+    registry.create_registered_model(name=MODEL, user=owner)
+    response = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {
+        "name": MODEL, "dataset": "wine-holdout", "target": "target", "task": "regression",
+        "metrics": ["rmse", "mae", "r2"], "content": holdout_csv().decode(), "filename": "holdout.csv",
+    })
+    assert response.status_code == 200, response.content
+    return RegisteredModel.objects.get(name=MODEL)
+
+
+def register(owner, files) -> object:
+    mv = registry.create_model_version(name=MODEL, source=write_files(files), user=owner)
+    mv.refresh_from_db()
+    return mv
+
+
+def test_datasets_api_permissions_and_immutability(wine, owner, people, api_for):
+    from approvals.services import grant_permission
+
+    grant_permission(obj=wine, level=perms.CAN_READ, user=people["reader"])
+    grant_permission(obj=wine, level=perms.CAN_EDIT, user=people["editor"])
+    listed = api_for(people["reader"]).get("/api/2.0/stagegate/evaluation-datasets", {"name": MODEL})
+    assert listed.status_code == 200
+    [ds] = listed.json()["datasets"]
+    assert (ds["name"], ds["rows"], ds["target"], len(ds["digest"])) == ("wine-holdout", 45, "target", 64)
+    body = {"name": MODEL, "dataset": "other", "target": "target", "task": "regression", "content": "a,target\n1,2\n"}
+    denied = api_for(people["editor"]).post("/api/2.0/stagegate/evaluation-datasets", body)
+    assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
+    hidden = api_for(people["outsider"]).get("/api/2.0/stagegate/evaluation-datasets", {"name": MODEL})
+    assert hidden.status_code == 404 and hidden.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    bad = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "target": "nope"})
+    assert bad.status_code == 400 and "columns are a, target" in bad.json()["message"]
+    bad = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "metrics": ["accuracy"]})
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # Multipart upload of a Parquet file.
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"a": [1.0, 2.0], "target": [0, 1]}).to_parquet(buffer)
+    buffer.seek(0)
+    buffer.name = "small.parquet"
+    from django.test import Client
+
+    from core.services import create_api_token
+
+    _, token = create_api_token(user=owner, name="upload")
+    response = Client().post("/api/2.0/stagegate/evaluation-datasets", {
+        "name": MODEL, "dataset": "small", "target": "target", "task": "classification", "metrics": ["accuracy", "f1"],
+        "file": buffer}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    assert response.json()["dataset"]["format"] == "parquet" and response.json()["dataset"]["metrics"] == ["accuracy", "f1"]
+    # Unused: replaceable. Used: immutable.
+    assert api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "small"}).status_code == 200
+    mv = registry.create_model_version(name=MODEL, source="mlflow-artifacts:/nowhere", user=owner)
+    used = EvaluationDataset.objects.get(name="wine-holdout")
+    Evaluation.objects.create(version=mv, dataset=used, dataset_digest=used.digest, status="FAILED")
+    again = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "wine-holdout"})
+    assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"
+    assert EvaluationDataset.objects.get(name="wine-holdout").row_count == 45
+
+
+def test_run_on_demand_and_a_signature_mismatch_fails(owner, people, api_for):
+    from approvals.services import grant_permission
+
+    registry.create_registered_model(name=MODEL, user=owner)
+    wine = RegisteredModel.objects.get(name=MODEL)
+    v = register(owner, wine_files(2)[0])
+    assert not Evaluation.objects.exists()  # no dataset yet: nothing to evaluate when it became READY
+    grant_permission(obj=wine, level=perms.CAN_READ, user=people["reader"])
+    denied = api_for(people["reader"]).post("/api/2.0/stagegate/evaluations/run", {"name": MODEL, "version": "1"})
+    assert denied.status_code == 403
+    # A dataset lacking one of the model's inputs: the evaluation fails, the version stays READY.
+    narrow = "alcohol,flavanoids,target\n13.2,2.5,0\n12.1,1.1,1\n"
+    assert api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {
+        "name": MODEL, "dataset": "narrow", "target": "target", "task": "regression", "content": narrow}).status_code == 200
+    response = api_for(owner).post("/api/2.0/stagegate/evaluations/run", {"name": MODEL, "version": "1", "dataset": "narrow"})
+    assert response.status_code == 200, response.content
+    [ev] = response.json()["evaluations"]
+    assert ev["status"] == "FAILED" and ev["trigger"] == "manual" and ev["requested_by"] == "owner"
+    assert "input signature mismatch: the dataset lacks color_intensity" in ev["message"]
+    v.refresh_from_db()
+    assert v.status == "READY"
+    missing = api_for(owner).post("/api/2.0/stagegate/evaluations/run", {"name": MODEL, "version": "1", "dataset": "nope"})
+    assert missing.status_code == 400
+
+
+def test_a_hanging_load_is_killed_at_the_time_limit(wine, owner, settings):
+    settings.STAGEGATE_EVALUATION_TIMEOUT = 12
+    started = time.monotonic()
+    mv = register(owner, hostile_files("import time\ntime.sleep(600)"))
+    elapsed = time.monotonic() - started
+    ev = Evaluation.objects.get(version=mv)
+    assert ev.status == "FAILED" and ev.message == "killed at the time limit (12 s)"
+    assert elapsed < 30
+    mv.refresh_from_db()
+    assert mv.status == "READY"
+
+
+@pytest.fixture
+def outside_tmp():
+    """A folder outside /tmp (inside the child's sandbox /tmp is its scratch's own)."""
+    import shutil
+    import tempfile
+
+    from django.conf import settings
+
+    folder = tempfile.mkdtemp(prefix="outside-", dir=settings.VAR_DIR)
+    yield Path(folder)
+    shutil.rmtree(folder)
+
+
+def test_a_hostile_pickle_can_neither_connect_nor_write_outside_its_scratch(wine, owner, outside_tmp):
+    tmp_path = outside_tmp
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def accept():
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not accepted:
+            try:
+                accepted.append(listener.accept())
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.chmod(outside, 0o777 & ~0o022)  # root's, as every folder outside the scratch is
+    code = (
+        "import socket, sys, os\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED', file=sys.stderr)\n"
+        "except OSError as e:\n"
+        "    print('connect refused:', e, file=sys.stderr)\n"
+        f"for target in ({str(outside / 'pwned.txt')!r}, {str(tmp_path / 'pwned.txt')!r}):\n"
+        "    try:\n"
+        "        open(target, 'w').write('x'); print('WROTE', target, file=sys.stderr)\n"
+        "    except OSError as e:\n"
+        "        print('write refused:', e, file=sys.stderr)\n"
+        "open('/tmp/inside.txt', 'w').write('scratch tmp is fine')\n"
+    )
+    try:
+        mv = register(owner, hostile_files(code))
+    finally:
+        thread.join()
+        listener.close()
+    ev = Evaluation.objects.get(version=mv)
+    assert accepted == []
+    assert not (outside / "pwned.txt").exists() and not (tmp_path / "pwned.txt").exists()
+    assert "connect refused: [Errno 13] Permission denied" in ev.logs, ev.logs  # Landlock, before the empty namespace
+    assert "no TCP connect/bind" in " ".join(ev.isolation) and "network: new namespace (no interfaces)" in ev.isolation
+    assert ev.logs.count("write refused: [Errno 13] Permission denied") == 2
+    assert "CONNECTED" not in ev.logs and "WROTE" not in ev.logs
+    # The pickle still loaded the real model: the evaluation itself succeeded, and the scratch is gone.
+    assert ev.status == "SUCCEEDED" and ev.metrics["rmse"] > 0
+    assert os.listdir(evaluation.settings.STAGEGATE_EVALUATION_SCRATCH) == []
