@@ -74,3 +74,32 @@ def mlmodel_of(files: dict[str, bytes]) -> dict:
 
 def dumps_json(value) -> bytes:
     return json.dumps(value).encode()
+
+
+def key_pair(folder) -> tuple[str, str]:
+    """A fresh P-256 key pair as (private key file, public key PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = folder / "signing-key.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return str(private), public.decode()
+
+
+def signed_files(folder, files: dict[str, bytes], private_key: str, *, change_after_signing: str | None = None) -> dict[str, bytes]:
+    """`files` with an OpenSSF model signature (model.sig) as `model_signing` writes it; with
+    `change_after_signing`, one byte of that file is changed after the signature was made."""
+    from model_signing import signing
+
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    signing.Config().use_elliptic_key_signer(private_key=private_key).sign(folder, folder / "model.sig")
+    if change_after_signing:
+        data = bytearray((folder / change_after_signing).read_bytes())
+        data[-2] ^= 0x01
+        (folder / change_after_signing).write_bytes(bytes(data))
+    return {p.name: p.read_bytes() for p in folder.iterdir()}

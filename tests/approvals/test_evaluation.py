@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from approvals import evaluation
+from approvals import services as gov
 from approvals.models import Evaluation, EvaluationDataset
 from core import permissions as perms
 from registry import services as registry
@@ -186,3 +187,39 @@ def test_a_hostile_pickle_can_neither_connect_nor_write_outside_its_scratch(wine
     # The pickle still loaded the real model: the evaluation itself succeeded, and the scratch is gone.
     assert ev.status == "SUCCEEDED" and ev.metrics["rmse"] > 0
     assert os.listdir(evaluation.settings.STAGEGATE_EVALUATION_SCRATCH) == []
+
+
+def test_signed_version_passes_signed_by_and_one_changed_byte_fails_it(owner, tmp_path, api_for):
+    from approvals.models import SigningIdentity, VersionSignature
+    from monitoring.models import AuditRecord
+    from tests.approvals.conftest import production_policy
+    from tests.approvals.evaluation_helpers import key_pair, signed_files
+
+    registry.create_registered_model(name=MODEL, user=owner)
+    private, public = key_pair(tmp_path)
+    SigningIdentity.objects.create(name="release-key", kind="key", pem=public)
+    files, _ = wine_files(1)
+    v1 = register(owner, signed_files(tmp_path / "v1", files, private))
+    v2 = register(owner, signed_files(tmp_path / "v2", files, private, change_after_signing="requirements.txt"))
+    other_private, _ = key_pair(tmp_path / "v1")  # a key nobody trusts
+    v3 = register(owner, signed_files(tmp_path / "v3", files, other_private))
+    v4 = register(owner, files)
+    sig1, sig2, sig3 = (VersionSignature.objects.get(version=v) for v in (v1, v2, v3))
+    assert (sig1.status, sig1.signer, sig1.method) == ("VERIFIED", "release-key", "key")
+    assert sig2.status == "INVALID" and "Hash mismatch for 'requirements.txt'" in sig2.detail
+    assert sig3.status == "INVALID" and "no trusted signer verifies it" in sig3.detail
+    assert not VersionSignature.objects.filter(version=v4).exists()  # unsigned and no dataset: no evaluation job at all
+    assert not Evaluation.objects.exists()
+    assert AuditRecord.objects.filter(type="model_signature.verified", model_name=MODEL).count() == 3
+
+    production_policy(owner, model_name=MODEL, stage="Staging", checks_spec=[{"type": "signed_by", "signers": ["release-key"]}])
+    verdicts = {}
+    for mv in (v1, v2, v3, v4):
+        req = gov.request_stage_transition(name=MODEL, version=mv.version, stage="Staging", user=owner)
+        verdicts[mv.version] = req.evidence["on_request"][0]
+    assert verdicts[1]["passed"] and verdicts[1]["detail"] == "signature verified (key): signed by release-key"
+    assert not verdicts[2]["passed"] and verdicts[2]["detail"].startswith("signature INVALID: no trusted signer")
+    assert not verdicts[3]["passed"] and not verdicts[4]["passed"]
+    assert "not verified" in verdicts[4]["detail"]
+    shown = api_for(owner).get("/api/2.0/stagegate/evaluations", {"name": MODEL, "version": "1"}).json()
+    assert shown["signature"]["status"] == "VERIFIED" and shown["signature"]["signer"] == "release-key"
