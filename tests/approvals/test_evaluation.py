@@ -223,3 +223,69 @@ def test_signed_version_passes_signed_by_and_one_changed_byte_fails_it(owner, tm
     assert "not verified" in verdicts[4]["detail"]
     shown = api_for(owner).get("/api/2.0/stagegate/evaluations", {"name": MODEL, "version": "1"}).json()
     assert shown["signature"]["status"] == "VERIFIED" and shown["signature"]["signer"] == "release-key"
+
+
+def _evaluated(mv, dataset, **metrics):
+    return Evaluation.objects.create(version=mv, dataset=dataset, dataset_digest=dataset.digest, status="SUCCEEDED",
+                                     metrics=metrics, rows=45, load_seconds=0.5, latency_ms_per_row=0.02,
+                                     environment={"python": "3.13.0", "mlflow": "3.17.2", "scikit-learn": "1.9.1"},
+                                     finished_timestamp=1, trigger="ready")
+
+
+def test_evaluation_panel_datasets_panel_and_inbox_verdicts(owner, people, client, make_version):
+    from django.test import Client
+
+    from approvals.services import grant_permission
+
+    v1 = make_version(MODEL, stage="Production")
+    v2 = make_version(MODEL)
+    dataset = evaluation.attach_evaluation_dataset(user=owner, model_name=MODEL, name="wine-holdout", target="target",
+                                                   task="regression", data=holdout_csv(), filename="holdout.csv")
+    wine = dataset.model
+    assert not Evaluation.objects.exists()  # the versions were READY before the dataset came
+    _evaluated(v1, dataset, rmse=0.4086, mae=0.3, r2=0.7)
+    _evaluated(v2, dataset, rmse=0.3412, mae=0.25, r2=0.8)
+    grant_permission(obj=wine, level=perms.CAN_READ, user=people["reader"])
+    grant_permission(obj=wine, level=perms.CAN_MANAGE_PRODUCTION_VERSIONS, user=people["production_manager"])
+    client.force_login(owner)
+    page = client.get(f"/models/{MODEL}/versions/2/").content.decode()
+    panel_url = f"/models/{MODEL}/versions/2/evaluation/"
+    assert f'hx-get="{panel_url}" hx-trigger="load"' in page and f'href="{panel_url}"' in page
+    assert f'hx-get="/models/{MODEL}/datasets/" hx-trigger="load"' in client.get(f"/models/{MODEL}/").content.decode()
+
+    full = client.get(panel_url).content.decode()
+    assert "<html" in full and "Production v1" in full and "0.3412" in full and "0.4086" in full
+    assert "-0.0674" in full and 'id="rerun-evaluation"' in full
+    partial = client.get(panel_url, HTTP_HX_REQUEST="true").content.decode()
+    assert partial.lstrip().startswith('<section id="evaluation-panel"') and "<html" not in partial
+
+    reader = Client()
+    reader.force_login(people["reader"])
+    assert 'id="rerun-evaluation"' not in reader.get(panel_url).content.decode()
+    assert reader.post(panel_url + "run").status_code == 403
+    outsider = Client()
+    outsider.force_login(people["outsider"])
+    assert outsider.get(panel_url).status_code == 404
+    assert client.post(panel_url).status_code == 405
+
+    datasets = client.get(f"/models/{MODEL}/datasets/", HTTP_HX_REQUEST="true").content.decode()
+    assert "wine-holdout" in datasets and dataset.digest[:14] in datasets and "Attach a dataset" in datasets
+    assert "Attach a dataset" not in reader.get(f"/models/{MODEL}/datasets/").content.decode()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("tiny.csv", b"x,y\n1,2\n3,4\n", content_type="text/csv")
+    added = client.post(f"/models/{MODEL}/datasets/", {"dataset": "tiny", "target": "y", "task": "regression", "file": upload},
+                        HTTP_HX_REQUEST="true", HTTP_HX_TARGET="model-datasets")
+    assert added.status_code == 200 and "tiny" in added.content.decode()
+    bad = client.post(f"/models/{MODEL}/datasets/", {"dataset": "bad", "target": "nope", "task": "regression",
+                                                    "file": SimpleUploadedFile("b.csv", b"x,y\n1,2\n")}, HTTP_HX_REQUEST="true")
+    assert bad.status_code == 200 and "columns are x, y" in bad.content.decode()
+
+    from tests.approvals.conftest import production_policy
+
+    production_policy(owner, model_name=MODEL, checks_spec=[{"type": "beats_holder", "dataset": "wine-holdout", "metric": "rmse"}])
+    gov.request_stage_transition(name=MODEL, version=2, stage="Production", user=owner)
+    inbox = Client()
+    inbox.force_login(people["production_manager"])
+    text = inbox.get("/reviews/").content.decode()
+    assert "candidate v2 0.3412 vs holder v1 (Production) 0.4086, delta -0.0674" in text
