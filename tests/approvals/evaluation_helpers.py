@@ -8,18 +8,9 @@ import uuid
 
 import yaml
 
+from approvals.demo import holdout_csv  # noqa: F401  (the tests' hold-out set is the demo's)
 from core import artifacts
 from registry.demo import FEATURE_SETS, _train, mlmodel_files
-
-
-def holdout_csv() -> bytes:
-    """The tutorial's hold-out quarter of scikit-learn's wine data (the split its runs used)."""
-    from sklearn.datasets import load_wine
-    from sklearn.model_selection import train_test_split
-
-    frame = load_wine(as_frame=True).frame
-    _, test = train_test_split(frame, test_size=0.25, random_state=42)
-    return test.to_csv(index=False).encode()
 
 
 def write_files(files: dict[str, bytes]) -> str:

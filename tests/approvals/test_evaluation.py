@@ -289,3 +289,27 @@ def test_evaluation_panel_datasets_panel_and_inbox_verdicts(owner, people, clien
     inbox.force_login(people["production_manager"])
     text = inbox.get("/reviews/").content.decode()
     assert "candidate v2 0.3412 vs holder v1 (Production) 0.4086, delta -0.0674" in text
+
+
+def test_demo_shows_an_evaluated_request_in_the_reviewers_inbox(admin, capsys):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from approvals.models import TransitionRequest
+
+    _, rmse1 = wine_files(1)
+    _, rmse2 = wine_files(2)
+    call_command("seed_demo", "--if-empty", "--user", "admin")
+    out = capsys.readouterr().out
+    assert f"Evaluated v1 on wine-holdout: SUCCEEDED, rmse {rmse1:.4f}" in out
+    assert f"Evaluated v2 on wine-holdout: SUCCEEDED, rmse {rmse2:.4f}" in out
+    req = TransitionRequest.objects.get()
+    verdict = next(r for r in req.evidence["on_request"] if r["check"]["type"] == "beats_holder")
+    shown = f"candidate v2 {rmse2:.4g} vs holder v1 (Production) {rmse1:.4g}, delta {rmse2 - rmse1:+.4g}"
+    assert verdict["passed"] and shown in verdict["detail"]
+    reviewer = Client()
+    reviewer.force_login(get_user_model().objects.get(username="reviewer"))
+    assert shown in reviewer.get("/reviews/").content.decode()
+    call_command("seed_demo", "--user", "admin")  # again: nothing evaluated twice
+    assert "Evaluated" not in capsys.readouterr().out and Evaluation.objects.count() == 2
