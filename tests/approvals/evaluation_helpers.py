@@ -94,3 +94,52 @@ def signed_files(folder, files: dict[str, bytes], private_key: str, *, change_af
         data[-2] ^= 0x01
         (folder / change_after_signing).write_bytes(bytes(data))
     return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def certificate_chain(folder, email: str) -> tuple[str, str, str]:
+    """A CA and a leaf certificate for `email` (digitalSignature): (leaf key file, leaf cert file, CA PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Stagegate test CA")])
+
+    def usage(**flags):
+        names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+                 "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+        return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
+
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True).sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email)]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage(digital_signature=True), critical=True).sign(ca_key, hashes.SHA256()))
+    key_file, cert_file = folder / "leaf-key.pem", folder / "leaf.pem"
+    key_file.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    return str(key_file), str(cert_file), ca.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def certificate_signed_files(folder, files: dict[str, bytes], key_file: str, cert_file: str, ca_pem: str) -> dict[str, bytes]:
+    from model_signing import signing
+
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    chain = folder.parent / "chain.pem"  # the issuing CA, carried in the bundle after the leaf
+    chain.write_text(ca_pem)
+    signing.Config().use_certificate_signer(private_key=key_file, signing_certificate=cert_file,
+                                            certificate_chain=[chain]).sign(folder, folder / "model.sig")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -319,3 +319,19 @@ def test_demo_shows_an_evaluated_request_in_the_reviewers_inbox(admin, capsys):
     assert shown in reviewer.get("/reviews/").content.decode()
     call_command("seed_demo", "--user", "admin")  # again: nothing evaluated twice
     assert "Evaluated" not in capsys.readouterr().out and Evaluation.objects.count() == 2
+
+
+def test_certificate_signed_version_names_the_certificate_identity(owner, tmp_path):
+    from approvals.models import SigningIdentity, VersionSignature
+    from tests.approvals.conftest import production_policy
+    from tests.approvals.evaluation_helpers import certificate_chain, certificate_signed_files
+
+    registry.create_registered_model(name=MODEL, user=owner)
+    key_file, cert_file, ca_pem = certificate_chain(tmp_path, "release@example.com")
+    SigningIdentity.objects.create(name="corp-ca", kind="certificate", pem=ca_pem)
+    mv = register(owner, certificate_signed_files(tmp_path / "v1", wine_files(1)[0], key_file, cert_file, ca_pem))
+    sig = VersionSignature.objects.get(version=mv)
+    assert (sig.status, sig.signer, sig.method) == ("VERIFIED", "corp-ca: release@example.com", "certificate"), sig.detail
+    production_policy(owner, model_name=MODEL, stage="Staging", checks_spec=[{"type": "signed_by", "signers": ["release@example.com"]}])
+    req = gov.request_stage_transition(name=MODEL, version=1, stage="Staging", user=owner)
+    assert req.evidence["on_request"][0]["passed"]
