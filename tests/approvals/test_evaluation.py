@@ -85,6 +85,20 @@ def test_datasets_api_permissions_and_immutability(wine, owner, people, api_for)
     again = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "wine-holdout"})
     assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"
     assert EvaluationDataset.objects.get(name="wine-holdout").row_count == 45
+    # The task on a finished evaluation (a redelivered message) does nothing.
+    finished = Evaluation.objects.get()
+    assert evaluation.run_evaluation(evaluation_id=finished.pk).status == "FAILED" and Evaluation.objects.count() == 1
+    # The API's errors are MLflow's.
+    api = api_for(owner)
+    wrong = api.get("/api/2.0/stagegate/evaluations/run")
+    assert wrong.status_code == 405 and wrong.json()["error_code"] == "BAD_REQUEST"
+    no_name = api.get("/api/2.0/stagegate/evaluations")
+    assert no_name.status_code == 400 and no_name.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert api.get("/api/2.0/stagegate/evaluations", {"name": MODEL, "version": "9"}).status_code == 404
+    not_ready = api.post("/api/2.0/stagegate/evaluations/run", {"name": MODEL, "version": "1"})
+    assert not_ready.status_code == 400 and not_ready.json()["error_code"] == "INVALID_STATE"
+    text = api.client.post("/api/2.0/stagegate/evaluation-datasets", "x", content_type="text/plain", **api.headers)
+    assert text.status_code == 400 and "multipart/form-data" in text.json()["message"]
 
 
 def test_run_on_demand_and_a_signature_mismatch_fails(owner, people, api_for):
