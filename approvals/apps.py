@@ -13,6 +13,10 @@ EVENT_TYPES = {
     "stage_policy.set",
     "stage_policy.deleted",
     "permissions.changed",
+    "evaluation_dataset.attached",
+    "evaluation.completed",
+    "evaluation.failed",
+    "model_signature.verified",
 }
 
 
@@ -31,6 +35,10 @@ class ApprovalsConfig(AppConfig):
         from approvals import panels
 
         panels.register()
+        # A version that becomes READY is evaluated (and its signature verified) on the evaluation queue.
+        from approvals import evaluation
+
+        events.register_hook(evaluation.on_registry_events)
 
 
 def _check_direct_transition(*, version, stage, user) -> None:

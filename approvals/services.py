@@ -133,7 +133,7 @@ def request_stage_transition(*, name: str, version: int, stage: str, user, comme
         )
     policy = effective_policy(model=model, stage=target)
     ts = now_ms()
-    evidence = {"on_request": checks.evaluate(policy.checks, mv)}
+    evidence = {"on_request": checks.evaluate(policy.checks, mv, target)}
     try:
         with transaction.atomic():
             req = TransitionRequest.objects.create(
@@ -270,7 +270,7 @@ def _approve(*, name, version, stage, user, archive_existing_versions: bool, com
         if completes:
             # Checks run again when the final approval lands; a failure keeps the evidence and
             # records no approval, so the request stays pending until the checks pass.
-            results = checks.evaluate(policy.checks, mv)
+            results = checks.evaluate(policy.checks, mv, req.to_stage)
             req.evidence = {**(req.evidence or {}), "on_approval": results}
             req.last_updated_timestamp = ts
             failed = checks.failures(results)

@@ -51,7 +51,7 @@ def _request_form_context(mv, level, *, stage: str = "", comment: str = "", erro
     if stage not in stages:
         stage = "Production" if "Production" in stages else (stages[0] if stages else "")
     policy = effective_policy(model=mv.registered_model, stage=stage) if stage else None
-    results = checks.evaluate(policy.checks, mv) if policy else []
+    results = checks.evaluate(policy.checks, mv, stage) if policy else []
     # Databricks' "Transition now": offered when the stage needs no approval and the user's level
     # allows the move (the same rule the registry's guard applies when it is used).
     direct = bool(policy and not policy.requires_approval and perms.at_least(level, transition_level(mv.current_stage, stage)))
@@ -227,6 +227,8 @@ def _decorate(rows):
         results = (req.evidence or {}).get("on_approval") or (req.evidence or {}).get("on_request") or []
         req.failed_checks = sum(1 for r in results if not r.get("passed"))
         req.check_count = len(results)
+        # The server's own evidence (evaluations, signatures), shown beside the counts.
+        req.verdicts = [r for r in results if (r.get("check") or {}).get("type") in checks.EVIDENCE_TYPES]
     return rows
 
 
@@ -467,3 +469,122 @@ def model_policies(request, name: str):
         return render(request, template, context)
     messages.success(request, "Stage policies updated.")
     return redirect(reverse("approvals:model_policies", args=[model.name]))
+
+
+# --------------------------------------------------------------------------- evaluation panel and datasets
+
+
+def _metric_rows(ev, holder_ev, metrics) -> list[dict]:
+    from approvals.evaluation import lower_is_better
+
+    rows = []
+    for name in metrics:
+        mine = (ev.metrics or {}).get(name) if ev else None
+        theirs = (holder_ev.metrics or {}).get(name) if holder_ev else None
+        row = {"name": name, "value": mine, "holder": theirs, "direction": "lower" if lower_is_better(name) else "higher"}
+        if mine is not None and theirs is not None:
+            row["delta"] = mine - theirs
+            row["better"] = (mine <= theirs) if lower_is_better(name) else (mine >= theirs)
+        rows.append(row)
+    return rows
+
+
+def _evaluation_context(request, mv, level, *, error: str = "") -> dict:
+    from approvals.evaluation import evaluable, stage_holder
+    from approvals.models import Evaluation, VersionSignature
+
+    model = mv.registered_model
+    stage = "Production"
+    holder = stage_holder(mv, stage)
+    datasets = list(model.evaluation_datasets.all())
+    latest = {}
+    for ev in Evaluation.objects.filter(version__in=[v for v in (mv, holder) if v], dataset__in=datasets).order_by("id"):
+        latest[(ev.version_id, ev.dataset_id)] = ev  # the newest wins
+    panels = []
+    for ds in datasets:
+        ev = latest.get((mv.pk, ds.pk))
+        holder_ev = latest.get((holder.pk, ds.pk)) if holder else None
+        holder_ev = holder_ev if holder_ev and holder_ev.status == "SUCCEEDED" and holder_ev.dataset_digest == ds.digest else None
+        panels.append({"dataset": ds, "evaluation": ev, "holder_evaluation": holder_ev,
+                       "metrics": _metric_rows(ev if ev and ev.status == "SUCCEEDED" else None, holder_ev, ds.metrics),
+                       "finished": ms_to_datetime(ev.finished_timestamp) if ev and ev.finished_timestamp else None})
+    return {
+        "model": model, "mv": mv, "holder": holder, "holder_stage": stage, "panels": panels,
+        "signature_check": VersionSignature.objects.filter(version=mv).first(),
+        "running": any(p["evaluation"] and p["evaluation"].status == "RUNNING" for p in panels),
+        "can_run": perms.at_least(level, perms.CAN_EDIT) and evaluable(mv) and bool(datasets),
+        "evaluable": evaluable(mv), "error": error, "nav_section": "models",
+    }
+
+
+def _render_evaluation(request, mv, level, *, error: str = ""):
+    template = "approvals/evaluation_panel.html"
+    partial = registry_views.wants_partial(request, "evaluation-panel")
+    return render(request, template + "#evaluation-panel" if partial else template, _evaluation_context(request, mv, level, error=error))
+
+
+@require_GET
+def evaluation_panel(request, name: str, version: int):
+    """The version page's Evaluation panel (loaded there by htmx; a page of its own without JS)."""
+    mv, level = get_version(request.user, name, version)
+    return _render_evaluation(request, mv, level)
+
+
+@require_POST
+def run_evaluation(request, name: str, version: int):
+    """Re-run the version's evaluations (CAN_EDIT): approvals.evaluation.request_evaluation."""
+    from approvals.evaluation import request_evaluation
+
+    mv, level = get_version(request.user, name, version)
+    try:
+        request_evaluation(user=request.user, name=mv.registered_model.name, version=mv.version,
+                           dataset=request.POST.get("dataset") or None)
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except MlflowError as error:
+        return _render_evaluation(request, mv, level, error=error.message)
+    if request.htmx:
+        return _render_evaluation(request, mv, level)
+    messages.success(request, "Evaluation queued.")
+    return redirect(reverse("approvals:evaluation_panel", args=[mv.registered_model.name, mv.version]))
+
+
+def _datasets_context(model, level, *, error: str = "", form: dict | None = None) -> dict:
+    from approvals.evaluation import METRICS
+
+    datasets = list(model.evaluation_datasets.select_related("created_by"))
+    for ds in datasets:
+        ds.created = ms_to_datetime(ds.creation_timestamp)
+    return {"model": model, "datasets": datasets, "can_manage": perms.at_least(level, perms.CAN_MANAGE), "error": error,
+            "form": form or {"task": "regression"}, "task_metrics": METRICS, "nav_section": "models"}
+
+
+@require_http_methods(["GET", "POST"])
+def model_datasets(request, name: str):
+    """The model page's evaluation datasets (htmx-loaded there); managers attach CSV/Parquet files."""
+    from approvals.evaluation import attach_evaluation_dataset
+
+    model, level = get_model(request.user, name)
+    template = "approvals/model_datasets.html"
+    partial = template + "#model-datasets"
+    if request.method == "POST":
+        form = {k: request.POST.get(k, "") for k in ("dataset", "target", "task", "description")}
+        upload = request.FILES.get("file")
+        try:
+            if not perms.at_least(level, perms.CAN_MANAGE):
+                raise PermissionDenied("Permission denied: attaching evaluation datasets needs CAN_MANAGE.")
+            if upload is None:
+                raise InvalidParameter("Choose a CSV or Parquet file.")
+            attach_evaluation_dataset(user=request.user, model_name=model.name, name=form["dataset"], target=form["target"],
+                                      task=form["task"], metrics=request.POST.getlist("metrics"), data=upload.read(),
+                                      filename=upload.name, description=form["description"])
+        except PermissionDenied as error:
+            raise DjangoPermissionDenied(error.message) from None
+        except MlflowError as error:
+            return render(request, partial if request.htmx else template,
+                          _datasets_context(model, level, error=error.message, form=form))
+        if not request.htmx:
+            messages.success(request, "Dataset attached.")
+            return redirect(reverse("approvals:model_datasets", args=[model.name]))
+    wants = registry_views.wants_partial(request, "model-datasets") or request.method == "POST"
+    return render(request, partial if wants else template, _datasets_context(model, level))

@@ -303,6 +303,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "stagegate")
+# Model evaluations (approvals.evaluation) run on a queue of their own: serve it with a worker
+# started with `-Q evaluation` (or add it to the main worker's queues).
+STAGEGATE_EVALUATION_QUEUE = env_str("STAGEGATE_EVALUATION_QUEUE", "evaluation")
+CELERY_TASK_ROUTES = {f"approvals.tasks.{name}": {"queue": STAGEGATE_EVALUATION_QUEUE}
+                      for name in ("evaluate_ready_version", "run_evaluation")}
+STAGEGATE_EVALUATION_TIMEOUT = env_int("STAGEGATE_EVALUATION_TIMEOUT", 300)  # seconds per evaluation subprocess
+STAGEGATE_EVALUATION_MEMORY_MB = env_int("STAGEGATE_EVALUATION_MEMORY_MB", 4096)  # its address-space limit
+STAGEGATE_EVALUATION_MAX_DATASET_MB = env_int("STAGEGATE_EVALUATION_MAX_DATASET_MB", 100)
+STAGEGATE_EVALUATION_SCRATCH = Path(env_str("STAGEGATE_EVALUATION_SCRATCH", str(VAR_DIR / "evaluation")))
+STAGEGATE_MODEL_SIGNATURE_FILE = env_str("STAGEGATE_MODEL_SIGNATURE_FILE", "model.sig")
+STAGEGATE_SIGSTORE_TRUST_CONFIG = env_str("STAGEGATE_SIGSTORE_TRUST_CONFIG", "")
 CELERY_BEAT_SCHEDULE = {}
 # Registry outbox and registration sweeps: re-enqueue what the broker lost.
 CELERY_BEAT_SCHEDULE["registry-sweep-events"] = {"task": "registry.tasks.sweep_events", "schedule": 60.0}

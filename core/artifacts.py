@@ -523,3 +523,21 @@ def read_text(path: str, max_bytes: int = CHUNK_SIZE) -> str:
     with open_file(path) as f:
         data = f.read(max_bytes)
     return data.decode("utf-8", errors="replace")
+
+
+def download_tree(path: str, dest: str) -> dict:
+    """Copy every file below the artifact folder `path` into the local folder `dest` (created).
+    Returns `{"file_count", "size", "checksum"}` computed as copy_tree does."""
+    path = normalize_path(path)
+    entries, total, count = [], 0, 0
+    for rel, _size in list(walk(path)):
+        target = os.path.join(dest, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        digest = hashlib.sha256()
+        with open_file(join(path, rel)) as src, open(target, "wb") as out:
+            while chunk := src.read(CHUNK_SIZE):
+                digest.update(chunk)
+                total += out.write(chunk)
+        entries.append((rel, digest.hexdigest()))
+        count += 1
+    return {"file_count": count, "size": total, "checksum": _tree_digest(entries)}
