@@ -163,7 +163,7 @@ def test_runs_table_models_count_and_chart_view(signed_in_page, owner, charted, 
     page.go_back()
     page.fill("#run-filter", "params.solver = 'saga'")
     page.press("#run-filter", "Enter")
-    page.wait_for_function("document.querySelector('#run-count').innerText.startsWith('2 matching runs')")
+    page.wait_for_function("() => document.querySelector('#run-count').innerText.startsWith('2 matching runs')")
     screenshot(page, "experiment-runs-1440")
     _no_horizontal_overflow(page)
 

@@ -28,7 +28,8 @@ def shape(url: str) -> str:
     # Django admin renders every model with the same few templates: one model per app is enough.
     path = re.sub(r"^/admin/(\w+)/\w+/", r"/admin/\1/M/", path)
     return IDS.sub("N", path) + "?" + "&".join(sorted(p.split("=")[0] for p in query.split("&") if p))
-INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)[^>]*>", re.I)
+# A data block (`json_script`: type="application/json") is never executed, so the CSP does not govern it.
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\b(?:src=|type=\"application/json\"))[^>]*>", re.I)
 EVENT_HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
 
 
