@@ -157,10 +157,13 @@ def installed(tmp_path_factory):
 
     # 1. The venv and `pip install .`, as written (the venv path and interpreter swapped for this machine's).
     fresh = not (venv / ".complete").exists()
-    if fresh:
-        shutil.rmtree(venv, ignore_errors=True)
+    if fresh:  # this dependency list's venv is new: the venvs of earlier lists go
+        for old in venv.parent.glob("*") if venv.parent.exists() else ():
+            shutil.rmtree(old, ignore_errors=True)
     venv_path = re.match(r"python3 -m venv (\S+)", venv_line).group(1)
     script = venv_line.replace(venv_path, str(venv)).replace("python3 -m venv", f"{shlex.quote(sys._base_executable)} -m venv", 1)
+    if not fresh:  # the venv line ran when this venv was made; activating it is what is left of it
+        script = script.split(" && ", 1)[1]
     env = clean_env()
     started = time.monotonic()
     run_script(f"{script}\n{install}", cwd=checkout, env=env, timeout=900)
@@ -332,7 +335,8 @@ for f in dist.files:
         errors[name] = repr(exc)
 extras = [d for d in ("mlflow", "pytest", "playwright", "moto") if importlib.util.find_spec(d) is not None]
 print(json.dumps({"modules": sorted(modules), "unresolved": unresolved, "errors": errors, "extras": extras,
-                  "config": importlib.import_module("config").__file__, "prefix": sys.prefix}))
+                  "config": importlib.import_module("config").__file__, "prefix": sys.prefix,
+                  "files": sorted(str(f) for f in dist.files if f.suffix == ".py"), "site": str(dist.locate_file(""))}))
 """
 
 
@@ -351,3 +355,6 @@ def test_every_module_of_the_wheel_imports_with_the_declared_dependencies(instal
     for expected in ("monitoring.services", "registry.migrations.0001_initial", "core.management.commands.bootstrap", "config.wsgi"):
         assert expected in scan["modules"], expected
     assert {m.split(".")[0] for m in scan["modules"]} == set(PACKAGES)
+    # ... built from this checkout, not left over from an earlier run.
+    stale = [f for f in scan["files"] if (Path(scan["site"]) / f).read_bytes() != (s.checkout / f).read_bytes()]
+    assert stale == []
