@@ -14,6 +14,7 @@ README's own `python3 -m venv` line, only ever given `pip install .` of this dep
 rebuilt whenever the list changes. Stagegate itself is rebuilt and reinstalled every run.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -108,7 +109,7 @@ def fresh_database() -> str:
     import psycopg
 
     parsed = urlparse(url)
-    name = f"{parsed.path.lstrip('/')}_install"
+    name = f"{parsed.path.lstrip('/')}_install{os.environ.get('PYTEST_XDIST_WORKER', '')}"
     with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -155,10 +156,14 @@ def installed(tmp_path_factory):
     venv = venv_dir()
     timings = {}
 
-    # 1. The venv and `pip install .`, as written (the venv path and interpreter swapped for this machine's).
+    # 1. The venv and `pip install .`, as written (the venv path and interpreter swapped for this machine's),
+    # one session at a time (pytest-xdist workers share the venv).
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(venv.parent.with_suffix(".lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     fresh = not (venv / ".complete").exists()
     if fresh:  # this dependency list's venv is new: the venvs of earlier lists go
-        for old in venv.parent.glob("*") if venv.parent.exists() else ():
+        for old in venv.parent.glob("*"):
             shutil.rmtree(old, ignore_errors=True)
     venv_path = re.match(r"python3 -m venv (\S+)", venv_line).group(1)
     script = venv_line.replace(venv_path, str(venv)).replace("python3 -m venv", f"{shlex.quote(sys._base_executable)} -m venv", 1)
@@ -169,6 +174,8 @@ def installed(tmp_path_factory):
     run_script(f"{script}\n{install}", cwd=checkout, env=env, timeout=900)
     timings["venv and pip install ." + (" (fresh venv)" if fresh else " (kept venv)")] = round(time.monotonic() - started, 1)
     (venv / ".complete").touch()
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
 
     # 2. The settings, with this test's values.
     database = fresh_database()
