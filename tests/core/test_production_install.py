@@ -223,7 +223,9 @@ def installed(tmp_path_factory):
             assert time.monotonic() < deadline, (base / "gunicorn.log").read_text()[-4000:]
             time.sleep(0.3)
         timings["gunicorn serving"] = round(time.monotonic() - started, 1)
-        yield Installed(checkout=checkout, venv=venv, env=env, url=url, password=password, timings=timings)
+        installed = Installed(checkout=checkout, venv=venv, env=env, url=url, password=password, timings=timings)
+        installed.processes = {name: proc for name, _, proc in processes}
+        yield installed
     finally:
         for _, log, proc in processes:
             if proc.poll() is None:
@@ -296,6 +298,8 @@ def test_every_app_answers_and_the_worker_delivers(installed, receiver):
     delivered = receiver.requests[0]
     assert json.loads(delivered["body"])["data"]["name"] == "install-model"
     assert delivered["headers"]["X-MLflow-Signature"].startswith("v1,")
+    # gunicorn, the worker and beat are all still up.
+    assert {name: proc.poll() for name, proc in s.processes.items()} == {"gunicorn": None, "worker": None, "beat": None}
 
 
 def test_pages_and_static_files(installed):
