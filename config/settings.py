@@ -259,6 +259,12 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 ARTIFACT_ROOT = Path(env_str("STAGEGATE_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 ARTIFACTS_S3_BUCKET = env_str("STAGEGATE_ARTIFACTS_S3_BUCKET")
 if ARTIFACTS_S3_BUCKET:
+    from boto3.s3.transfer import TransferConfig
+
+    # Uploads stream in 8 MB parts with at most two parts in memory: boto3 buffers ten by default, more
+    # than a 64 MB upload (s3transfer's knob, not among boto3's arguments). Copies use the same part size.
+    _S3_TRANSFER = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
+    _S3_TRANSFER.max_in_memory_upload_chunks = 2
     ARTIFACT_STORAGE = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -271,6 +277,7 @@ if ARTIFACTS_S3_BUCKET:
             "file_overwrite": True,
             "default_acl": None,
             "querystring_auth": False,
+            "transfer_config": _S3_TRANSFER,
         },
     }
 else:
