@@ -14,8 +14,12 @@ from registry.demo import FEATURE_SETS, _train, mlmodel_files
 
 
 def write_files(files: dict[str, bytes]) -> str:
-    """Save a model folder in the artifact store; returns its mlflow-artifacts: source URI."""
-    base = f"1/{uuid.uuid4().hex}/artifacts/model"
+    """Save a model folder in the artifact store (the shared Default experiment's folder, which every
+    persona may read); returns its mlflow-artifacts: source URI."""
+    from tests.registry.conftest import ensure_experiment
+
+    ensure_experiment()
+    base = f"0/{uuid.uuid4().hex}/artifacts/model"
     for name, data in files.items():
         artifacts.save_stream(artifacts.join(base, name), io.BytesIO(data))
     return "mlflow-artifacts:/" + base

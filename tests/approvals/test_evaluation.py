@@ -79,7 +79,7 @@ def test_datasets_api_permissions_and_immutability(wine, owner, people, api_for)
     assert response.json()["dataset"]["format"] == "parquet" and response.json()["dataset"]["metrics"] == ["accuracy", "f1"]
     # Unused: replaceable. Used: immutable.
     assert api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "small"}).status_code == 200
-    mv = registry.create_model_version(name=MODEL, source="mlflow-artifacts:/nowhere", user=owner)
+    mv = registry.create_model_version(name=MODEL, source="s3://bucket/nowhere", user=owner)
     used = EvaluationDataset.objects.get(name="wine-holdout")
     Evaluation.objects.create(version=mv, dataset=used, dataset_digest=used.digest, status="FAILED")
     again = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "wine-holdout"})
