@@ -179,7 +179,7 @@ def _run(*, user, experiment, index: int, features):
     ts = now_ms()
     tracking.log_batch(
         run=run,
-        params=[{"key": "features", "value": ",".join(features)}, {"key": "model", "value": "StandardScaler+SGDRegressor"},
+        params=[{"key": "features", "value": ", ".join(features)}, {"key": "model", "value": "StandardScaler+SGDRegressor"},
                 {"key": "target", "value": TARGET}, {"key": "epochs", "value": str(EPOCHS)}, {"key": "data", "value": "synthetic"}],
         metrics=[{"key": key, "value": value, "timestamp": ts + step * 1000, "step": step}
                  for step, (train_rmse, rmse) in enumerate(curve, start=1)
