@@ -9,6 +9,7 @@ they read approvals' access helpers: those decide levels (404 invisible, 403 too
 API and the pages alike, and `available_actions` decides which buttons show.
 """
 
+import html
 import mimetypes
 import posixpath
 from collections import defaultdict
@@ -76,6 +77,19 @@ def render_markdown(text: str | None) -> str:
     return mark_safe(nh3.clean(markdown.markdown(text, extensions=["fenced_code", "tables"])))
 
 
+def markdown_snippet(text: str | None, length: int = 140) -> str:
+    """The plain text of a Markdown description (no `**`, `#`, links' URLs), cut at a word: a list-row snippet."""
+    if not text:
+        return ""
+    plain = html.unescape(nh3.clean(markdown.markdown(text[:4000]), tags=set()))
+    plain = " ".join(plain.split())
+    return plain if len(plain) <= length else plain[:length].rsplit(" ", 1)[0] + "…"
+
+
+# Stage chips in lists: the version serving traffic first.
+STAGE_ORDER = {"Production": 0, "Staging": 1, "None": 2, "Archived": 4}
+
+
 def model_url(model) -> str:
     return reverse("registry:model_detail", args=[model.name])
 
@@ -138,9 +152,11 @@ def model_list(request):
         rows, next_token, page_error = [], None, exc.message
     latest = _latest_per_stage([m.pk for m in rows])
     for model in rows:
-        model.latest = latest.get(model.pk, [])
+        model.latest = sorted(latest.get(model.pk, []), key=lambda mv: (STAGE_ORDER.get(mv.current_stage, 3), -mv.version))
         model.updated = ms_to_datetime(model.last_updated_timestamp)
         model.url = model_url(model)
+        model.snippet = markdown_snippet(model.description)
+        model.shown_tags = [t for t in model.tags.all() if not t.key.startswith("mlflow.")]
 
     def sort_link(field: str, first: str) -> str:
         """Clicking the sorted column flips it; another column starts in its natural direction."""

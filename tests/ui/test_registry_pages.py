@@ -97,6 +97,17 @@ def test_model_list_renders_latest_per_stage_aliases_and_pending(web, owner, mod
     assert '<span class="badge Staging">1</span>' in html  # one pending request
 
 
+def test_model_list_snippet_without_markdown_production_first_and_tags(web, owner, model):
+    services.update_registered_model(name="wine", description="# Wine\n**Predicts** the [quality](https://x.example) score.", user=owner)
+    make_version(owner, "wine", stage="Production")
+    services.set_registered_model_tag(name="wine", key="task", value="regression", user=owner)
+    services.set_registered_model_tag(name="wine", key="mlflow.internal", value="hidden", user=owner)
+    html = web.get("/models/").content.decode()
+    assert "Wine Predicts the quality score." in html and "**" not in html and "x.example" not in html
+    assert html.index("Production: v3") < html.index("Staging: v1") < html.index("None: v2")
+    assert "<th>Tags</th>" in html and "task: regression" in html and "mlflow.internal" not in html
+
+
 def test_model_list_live_search_is_an_htmx_partial_with_a_real_url(web, owner, model):
     make_version(owner, "churn")
     response = web.get("/models/", {"q": "chu"}, **htmx("model-table"))
