@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from core import permissions as perms
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from monitoring import access, audit, catalog, services
 from monitoring.models import AuditRecord, Watch, Webhook, WebhookDelivery
@@ -333,7 +334,8 @@ def model_history(request, name):
     from registry.services import stage_names
 
     stages = [s for s in stage_names() if s != "None"]
-    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models", "stages": stages}
+    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models", "stages": stages, "tab": "history",
+           "can_manage": perms.at_least(perms.effective_level(request.user, model), perms.CAN_MANAGE)}
     if request.htmx:
         return render(request, "monitoring/model_history.html#point-in-time", ctx)
     return render(request, "monitoring/model_history.html", ctx)

@@ -593,7 +593,7 @@ def model_version_compare(request, name: str):
     """Two or more versions side by side: source-run params and metrics, tags, signature, requirements."""
     from tracking.models import LatestMetric, Param
 
-    model, _ = get_model(request.user, name)
+    model, level = get_model(request.user, name)
     wanted = []
     for raw in request.GET.getlist("versions"):
         for part in raw.split(","):
@@ -655,6 +655,8 @@ def model_version_compare(request, name: str):
         "all_query": query_string(request, diff=None),
         "all_versions": list(ModelVersion.objects.filter(registered_model=model).order_by("-version").values_list("version", flat=True)[:200]),
         "wanted": wanted,
+        "tab": "compare",
+        "can_manage": perms.at_least(level, perms.CAN_MANAGE),
     }
     template = "registry/model_version_compare.html"
     return render(request, template + "#compare-table" if wants_partial(request, "compare-table") else template, context)

@@ -104,3 +104,50 @@ def test_the_demo_run_page_opens_on_a_training_curve(demo, signed_in_page, admin
     assert page.locator("svg.chart, canvas").count() >= 1, "a chart, not 'One value: nothing to chart'"
     assert page.get_by_text("nothing to chart").count() == 0
     screenshot(page, "demo-run")
+
+
+def test_model_pages_have_crumbs_tabs_and_fit(demo, signed_in_page, admin, screenshot):
+    """Models list, Compare versions and Point in time: a breadcrumb without a trailing "/", the model's
+    tabs with the current one marked, controls on one baseline, no horizontal overflow at 1,280 px."""
+    page = signed_in_page(admin)
+    page.set_viewport_size(NARROW)
+    page.goto("/models/")
+    assert page.locator(".mainnav a[aria-current=page]").inner_text() == "Models"
+    row = page.locator("tr.model-row", has_text=MODEL_NAME)
+    assert row.locator(".badge").first.inner_text().startswith("Production")
+    assert "task: regression" in row.inner_text() and "**" not in row.inner_text()
+    assert fits(page)
+    page.set_viewport_size(WIDE)
+    screenshot(page, "model-list")
+
+    page.set_viewport_size(NARROW)
+    page.goto(f"/models/{MODEL_NAME}/compare/")
+    assert not page.locator(".crumbs").inner_text().rstrip().endswith("/")
+    assert page.locator(".tabs a[aria-current=page]").inner_text() == "Compare versions"
+    boxes = page.locator(".version-picker input[type=checkbox]")
+    assert boxes.count() == 2, "every version is a tick box"
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.click(".version-picker button[type=submit]")
+    page.wait_for_function("() => new URLSearchParams(location.search).getAll('versions').length === 2")
+    assert page.locator("table.compare thead th a").count() == 2
+    assert fits(page)
+    page.set_viewport_size(WIDE)
+    screenshot(page, "model-compare")
+
+    page.set_viewport_size(NARROW)
+    page.goto(f"/monitoring/models/{MODEL_NAME}/history")
+    assert not page.locator(".crumbs").inner_text().rstrip().endswith("/")
+    assert page.locator(".tabs a[aria-current=page]").inner_text() == "Point in time"
+    form = page.locator("#point-in-time form").first
+    bottoms = [round(box["y"] + box["height"]) for box in
+               (form.locator(sel).bounding_box() for sel in ("select[name=stage]", "input[name=alias]", "input[name=at]", "button"))]
+    assert max(bottoms) - min(bottoms) <= 2, f"controls on one baseline: {bottoms}"
+    page.select_option("select[name=stage]", "Production")
+    page.fill("input[name=at]", "2100-01-01T00:00")
+    page.click("#point-in-time form button[type=submit] >> nth=0")
+    page.wait_for_selector("#point-in-time [role=status]")
+    assert "Production" in page.locator("#point-in-time [role=status]").inner_text()
+    assert fits(page)
+    page.set_viewport_size(WIDE)
+    screenshot(page, "model-point-in-time")
