@@ -193,16 +193,38 @@ def _versions_page(request, model) -> dict:
     aliases = defaultdict(list)
     for pk, alias in RegisteredModelAlias.objects.filter(version__in=[v.pk for v in rows]).values_list("version_id", "alias"):
         aliases[pk].append(alias)
+    run_names, key_metric, metric_of = _source_runs(model, rows)
     for mv in rows:
         mv.alias_names = sorted(aliases.get(mv.pk, []))
         mv.created = ms_to_datetime(mv.creation_timestamp)
         mv.url = version_url(model.name, mv.version)
+        mv.run_name = run_names.get(mv.run_id, "")
+        value = metric_of.get(mv.run_id)
+        mv.key_metric_value = None if value is None else f"{value:.4g}"
     return {
         "versions": rows,
+        "key_metric": key_metric,
         "stage_filter": stage,
         "versions_error": error,
         **page_links(request, next_token),
     }
+
+
+def _source_runs(model, versions) -> tuple[dict, str, dict]:
+    """({run id: run name}, the key metric, {run id: its value}) for a page of versions, in two queries.
+    The key metric is the model's `key_metric` tag, else the first (alphabetical) metric the runs log."""
+    from tracking.models import LatestMetric, Run
+
+    run_ids = {mv.run_id for mv in versions if mv.run_id}
+    if not run_ids:
+        return {}, "", {}
+    names = dict(Run.objects.filter(run_uuid__in=run_ids).values_list("run_uuid", "name"))
+    wanted = next((t.value for t in model.tags.all() if t.key == "key_metric"), "")
+    metrics = defaultdict(dict)
+    for rid, key, value in LatestMetric.objects.filter(run_id__in=run_ids).values_list("run_id", "key", "value"):
+        metrics[key][rid] = value
+    key = wanted if wanted in metrics else min(metrics, default="")
+    return names, key, metrics.get(key, {})
 
 
 def _model_meta_context(request, model, level, *, form: dict | None = None) -> dict:

@@ -121,6 +121,16 @@ def test_model_pages_have_crumbs_tabs_and_fit(demo, signed_in_page, admin, scree
     screenshot(page, "model-list")
 
     page.set_viewport_size(NARROW)
+    page.goto(f"/models/{MODEL_NAME}/")
+    assert page.locator(".crumbs").inner_text().strip() == "Models"
+    assert page.locator("tr.version-row a", has_text="lr-run-2").count() == 1, "run names, not hashes"
+    assert page.locator("#versions-table th", has_text="rmse").count() == 1
+    assert page.locator("ul.feed code.tagkv", has_text="task=regression").count() == 1
+    assert fits(page)
+    page.set_viewport_size(WIDE)
+    screenshot(page, "model-detail")
+
+    page.set_viewport_size(NARROW)
     page.goto(f"/models/{MODEL_NAME}/compare/")
     assert not page.locator(".crumbs").inner_text().rstrip().endswith("/")
     assert page.locator(".tabs a[aria-current=page]").inner_text() == "Compare versions"

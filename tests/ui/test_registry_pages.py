@@ -108,6 +108,22 @@ def test_model_list_snippet_without_markdown_production_first_and_tags(web, owne
     assert "<th>Tags</th>" in html and "task: regression" in html and "mlflow.internal" not in html
 
 
+def test_model_page_shows_run_names_the_key_metric_and_tag_activity(web, owner):
+    from tests.ui import data
+
+    experiment = data.experiment(owner, "exp-names")
+    run = data.run(owner, experiment, name="gbr-200-trees", metrics={"rmse": [0.9, 0.61], "mae": [0.5]})
+    make_version(owner, "named", run=run)
+    services.set_registered_model_tag(name="named", key="task", value="regression", user=owner)
+    html = web.get("/models/named/").content.decode()
+    assert ">gbr-200-trees</a>" in html and f'title="Run {run.run_uuid}"' in html
+    assert '<th class="num mono">mae</th>' in html and ">0.5</td>" in html, "first metric alphabetically"
+    services.set_registered_model_tag(name="named", key="key_metric", value="rmse", user=owner)
+    html = web.get("/models/named/").content.decode()
+    assert '<th class="num mono">rmse</th>' in html and ">0.61</td>" in html
+    assert "task=regression" in html and "key_metric=rmse" in html, "activity entries name the tag and its value"
+
+
 def test_model_list_live_search_is_an_htmx_partial_with_a_real_url(web, owner, model):
     make_version(owner, "churn")
     response = web.get("/models/", {"q": "chu"}, **htmx("model-table"))
