@@ -249,12 +249,19 @@ def _model_with_meta(user, name, min_level=perms.CAN_READ):
     return model, level
 
 
-def _activity_feed(model) -> list[Event]:
-    events = list(Event.objects.filter(model=model).select_related("actor").order_by("-id")[:ACTIVITY_ON_PAGE])
+def _activity_feed(model, before: str | None = None) -> dict:
+    """One page of the model's events, newest first, older than event id `before`; and the cursor of the next page."""
+    events = Event.objects.filter(model=model).select_related("actor").order_by("-id")
+    cursor = int(before) if before and before.isdigit() else None
+    if cursor is not None:
+        events = events.filter(id__lt=cursor)
+    events = list(events[:ACTIVITY_ON_PAGE + 1])
+    older = events[ACTIVITY_ON_PAGE - 1].id if len(events) > ACTIVITY_ON_PAGE else None
+    events = events[:ACTIVITY_ON_PAGE]
     for event in events:
         event.when = ms_to_datetime(event.created)
         event.label = event.type.replace("_", " ").replace(".", ": ")
-    return events
+    return {"activity": events, "activity_older": older, "activity_paged": cursor is not None}
 
 
 def _open_requests(user, level, *, model=None, version=None) -> list:
@@ -289,6 +296,9 @@ def model_detail(request, name: str):
     model, level = _model_with_meta(request.user, name)
     if wants_partial(request, "versions-table") and request.htmx.target == "versions-table":
         return render(request, "registry/model_detail.html#versions-table", {"model": model, **_versions_page(request, model)})
+    feed = _activity_feed(model, request.GET.get("activity_before"))
+    if wants_partial(request, "activity-feed") and request.htmx.target == "activity-feed":
+        return render(request, "registry/model_detail.html#activity-feed", {"model": model, **feed})
     from monitoring import services as monitoring_services
 
     context = {
@@ -297,7 +307,7 @@ def model_detail(request, name: str):
         "level": level,
         "stages": services.stage_names(),
         "open_requests": _open_requests(request.user, level, model=model),
-        "activity": _activity_feed(model),
+        **feed,
         "can_manage": perms.at_least(level, perms.CAN_MANAGE),
         "watching": monitoring_services.is_watching(user=request.user, model=model),
         "created": ms_to_datetime(model.creation_timestamp),
@@ -320,7 +330,7 @@ def _meta_response(request, name: str, *, error: str = "", form: dict | None = N
         context = {
             **_model_meta_context(request, model, level, form=form), **_versions_page(request, model), "level": level,
             "stages": services.stage_names(), "open_requests": _open_requests(request.user, level, model=model),
-            "activity": _activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
+            **_activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
             "watching": monitoring_services.is_watching(user=request.user, model=model), "tab": "overview",
         }
         return render(request, "registry/model_detail.html", context)

@@ -131,6 +131,14 @@ def test_model_pages_have_crumbs_tabs_and_fit(demo, signed_in_page, admin, scree
     screenshot(page, "model-detail")
 
     page.set_viewport_size(NARROW)
+    page.goto(f"/models/{MODEL_NAME}/versions/1/")
+    chip = page.locator(".tag.removable", has_text="@champion")
+    text_box, remove_box = chip.bounding_box(), chip.locator("button").bounding_box()
+    assert text_box["y"] <= remove_box["y"] and remove_box["y"] + remove_box["height"] <= text_box["y"] + text_box["height"] + 1, \
+        "the alias's × stays inside its chip"
+    assert fits(page)
+
+    page.set_viewport_size(NARROW)
     page.goto(f"/models/{MODEL_NAME}/compare/")
     assert not page.locator(".crumbs").inner_text().rstrip().endswith("/")
     assert page.locator(".tabs a[aria-current=page]").inner_text() == "Compare versions"

@@ -124,6 +124,21 @@ def test_model_page_shows_run_names_the_key_metric_and_tag_activity(web, owner):
     assert "task=regression" in html and "key_metric=rmse" in html, "activity entries name the tag and its value"
 
 
+def test_model_page_activity_feed_is_paged(web, owner, monkeypatch):
+    monkeypatch.setattr(registry_views, "ACTIVITY_ON_PAGE", 3)
+    services.create_registered_model(name="busy", user=owner)
+    for i in range(6):
+        services.set_registered_model_tag(name="busy", key=f"k{i}", value="v", user=owner)
+    first = web.get("/models/busy/").context
+    assert [e.payload["key"] for e in first["activity"]] == ["k5", "k4", "k3"] and first["activity_older"]
+    response = web.get(f"/models/busy/?activity_before={first['activity_older']}", **htmx("activity-feed"))
+    html = response.content.decode()
+    assert html.strip().startswith('<div id="activity-feed">') and "<html" not in html
+    assert "k2=v" in html and "k0=v" in html and "k3=v" not in html and "Older activity" in html and "Newest" in html
+    last = web.get(f"/models/busy/?activity_before={response.context['activity_older']}").context
+    assert [e.type for e in last["activity"]] == ["registered_model.created"] and last["activity_older"] is None
+
+
 def test_model_list_live_search_is_an_htmx_partial_with_a_real_url(web, owner, model):
     make_version(owner, "churn")
     response = web.get("/models/", {"q": "chu"}, **htmx("model-table"))
