@@ -10,8 +10,10 @@ the param "immutable once set" rule consistent.
 
 import json
 import math
+import os
 import random
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, connection, transaction
 
@@ -120,6 +122,14 @@ def _tag_pairs(tags, path: str = "tags", value_limit: int = MAX_TAG_VAL_LENGTH) 
 # --------------------------------------------------------------------------- experiments
 
 
+def _resolve_if_local(location: str | None) -> str | None:
+    """A relative path without a scheme becomes absolute against the server's working directory,
+    as MLflow's store does (`resolve_uri_if_local`); URIs and absolute paths are kept as given."""
+    if not location or urlsplit(location).scheme or os.path.isabs(location):
+        return location
+    return os.path.join(os.getcwd(), location)
+
+
 def create_experiment(*, user, name: str, artifact_location: str | None = None, tags=None) -> Experiment:
     """Create an experiment. Raises AlreadyExists (also for a deleted one of that name), InvalidParameter."""
     if not name:
@@ -132,6 +142,7 @@ def create_experiment(*, user, name: str, artifact_location: str | None = None, 
     from tracking.access import check_create_experiment
 
     check_create_experiment(user)
+    artifact_location = _resolve_if_local(artifact_location)
     try:
         with transaction.atomic():
             now = now_ms()

@@ -130,9 +130,12 @@ def test_model_version_default_order_and_errors(api, catalogue):
         assert r.status_code == 400 and r.json()["message"].startswith(message), r.json()
 
 
-def test_zero_max_results_is_not_an_error(api, catalogue):
+def test_zero_max_results_as_mlflow(api, catalogue):
+    # MLflow's registry store: an empty page for registered models, an error for versions.
     assert api.get("registered-models/search", {"max_results": "0"}).json() == {}
-    assert api.get("model-versions/search", {"max_results": "0"}).json() == {}
+    r = api.get("model-versions/search", {"max_results": "0"})
+    assert r.status_code == 400
+    assert r.json()["message"] == "Invalid value for max_results. It must be a positive integer, but got 0"
     r = api.get("model-versions/search", {"max_results": "-1"})
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 

@@ -40,6 +40,16 @@ def test_create_honours_client_artifact_location(api):
     assert "tags" not in exp
 
 
+def test_relative_artifact_location_is_made_absolute_as_by_mlflow(api, tmp_path, monkeypatch):
+    # MLflow's store resolves a scheme-less relative path against the server's working directory.
+    monkeypatch.chdir(tmp_path)
+    locations = {"rel": "my_location", "abs": "/data/exp", "file": "file:relative/x"}
+    for name, location in locations.items():
+        exp_id = create(api, name, artifact_location=location)
+        locations[name] = api.get("experiments/get", {"experiment_id": exp_id}).json()["experiment"]["artifact_location"]
+    assert locations == {"rel": f"{tmp_path}/my_location", "abs": "/data/exp", "file": "file:relative/x"}
+
+
 def test_create_duplicate_even_deleted(api):
     exp_id = create(api, "dup")
     response = api.post("experiments/create", {"name": "dup"})
@@ -176,7 +186,8 @@ class TestSearch:
         response = api.post("experiments/search", {"order_by": ["color ASC"]})
         assert response.status_code == 400 and "Invalid order by key 'color'" in response.json()["message"]
         response = api.post("experiments/search", {"max_results": 50001})
-        assert response.status_code == 400 and "max_results" in response.json()["message"]
+        assert response.status_code == 400
+        assert response.json()["message"] == "Invalid value 50001 for parameter 'max_results' supplied. It must be at most 50000"
         response = api.post("experiments/search", {"page_token": "not-a-token"})
         assert response.status_code == 400
 
