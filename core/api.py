@@ -301,6 +301,17 @@ class Params:
         except ValueError:
             raise InvalidParameter(f"Parameter '{name}' must be an integer, got '{value}'.") from None
 
+    def positive_max_results(self, *, default: int, maximum: int) -> int:
+        """`max_results` of runs/search and experiments/search, with MLflow's tracking store texts (0 is refused)."""
+        value = self.integer("max_results", default=default)
+        if value < 1:
+            raise InvalidParameter(
+                f"Invalid value {value} for parameter 'max_results' supplied. It must be a positive integer"
+            )
+        if value > maximum:
+            raise InvalidParameter(f"Invalid value {value} for parameter 'max_results' supplied. It must be at most {maximum}")
+        return value
+
     def max_results(self, *, default: int, maximum: int, name: str = "max_results") -> int:
         value = self.integer(name, default=default)
         if value is None:

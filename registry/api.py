@@ -4,7 +4,7 @@ from django.urls import path, re_path
 
 from core import artifacts
 from core.api import Params, api_view, keyset_page
-from core.errors import invalid_value, missing_parameter
+from core.errors import InvalidParameter, invalid_value, missing_parameter
 from registry import access, reads, search, services
 from registry.models import ModelVersion
 from tracking.artifacts import send_below
@@ -235,7 +235,7 @@ def delete_model_version(request, params: Params):
 def search_model_versions(request, params: Params):
     max_results = params.max_results(default=MV_MAX_RESULTS_DEFAULT, maximum=MV_MAX_RESULTS_MAX)
     if max_results == 0:
-        return {}
+        raise InvalidParameter(f"Invalid value for max_results. It must be a positive integer, but got {max_results}")
     queryset = search.filter_model_versions(access.model_versions_visible_to(request.user), params.string("filter"))
     order = search.order_model_versions(params.string_list("order_by"))
     rows, next_token = keyset_page(

@@ -134,8 +134,8 @@ def order_registered_models(order_by: list[str]) -> list[tuple[str, bool]]:
                 f"Invalid order by key '{key.key}' specified. Valid keys are '{_keys_text(RM_ORDER_KEYS)}'"
             )
         field = RM_ORDER_KEYS[key.key]
-        if field not in [f for f, _ in order]:
-            order.append((field, not key.ascending))
+        _refuse_duplicate(field, order, order_by)
+        order.append((field, not key.ascending))
     if "name" not in [f for f, _ in order]:
         order.append(("name", False))
     return order
@@ -187,7 +187,18 @@ def order_model_versions(order_by: list[str]) -> list[tuple[str, bool]]:
                 f"Invalid order by key '{key.key}' specified. Valid keys are '{_keys_text(MV_ORDER_KEYS)}'"
             )
         field = MV_ORDER_KEYS[key.key]
-        if field not in [f for f, _ in order]:
-            order.append((field, not key.ascending))
+        _refuse_duplicate(field, order, order_by)
+        order.append((field, not key.ascending))
+    # MLflow's tie-breakers after the caller's keys: name ascending, then the newest version first.
+    fields = [f for f, _ in order]
+    if "registered_model__name" not in fields:
+        order.append(("registered_model__name", False))
+    if "version" not in fields:
+        order.append(("version", True))
     order.append(("id", False))
     return order
+
+
+def _refuse_duplicate(field: str, order: list[tuple[str, bool]], order_by: list[str]) -> None:
+    if field in [f for f, _ in order]:
+        raise InvalidParameter(f"`order_by` contains duplicate fields: {order_by}")

@@ -60,7 +60,7 @@ def search_experiments(request, params):
         filter_string=params.string("filter"),
         order_by=params.string_list("order_by"),
         view_type=params.raw("view_type"),
-        max_results=params.max_results(
+        max_results=params.positive_max_results(
             default=search.SEARCH_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
         ),
         page_token=params.string("page_token"),
@@ -233,7 +233,7 @@ def search_runs(request, params):
         filter_string=params.string("filter"),
         run_view_type=params.raw("run_view_type"),
         order_by=params.string_list("order_by"),
-        max_results=params.max_results(
+        max_results=params.positive_max_results(
             default=search.SEARCH_MAX_RESULTS_DEFAULT, maximum=search.SEARCH_MAX_RESULTS_THRESHOLD
         ),
         page_token=params.string("page_token"),

@@ -116,6 +116,20 @@ def test_model_version_filters(api, catalogue, filter_string, expected):
     assert got == expected
 
 
+def test_model_version_order_by_ties_as_mlflow(api, catalogue):
+    # After the caller's keys MLflow orders by name ascending, then the newest version first.
+    assert versions(api.get("model-versions/search", {"order_by": "name DESC"})) == [
+        ("rcf-beta", 1), ("rcf-alpha", 3), ("rcf-alpha", 2), ("rcf-alpha", 1)
+    ]
+    by_creation = versions(api.get("model-versions/search", {"order_by": "creation_timestamp ASC", "max_results": 2}))
+    assert by_creation == [("rcf-alpha", 1), ("rcf-alpha", 2)]
+    for endpoint, order_by in (("model-versions/search", ["name ASC", "name DESC"]),
+                               ("registered-models/search", ["timestamp DESC", "last_updated_timestamp ASC"])):
+        r = api.get(endpoint, {"order_by": order_by})
+        assert r.status_code == 400
+        assert r.json()["message"] == f"`order_by` contains duplicate fields: {order_by}"
+
+
 def test_model_version_default_order_and_errors(api, catalogue):
     got = versions(api.get("model-versions/search"))
     # Default: last_updated_timestamp DESC, name ASC, version DESC; v2 moved to Production last.
@@ -130,9 +144,12 @@ def test_model_version_default_order_and_errors(api, catalogue):
         assert r.status_code == 400 and r.json()["message"].startswith(message), r.json()
 
 
-def test_zero_max_results_is_not_an_error(api, catalogue):
+def test_zero_max_results_as_mlflow(api, catalogue):
+    # MLflow's registry store: an empty page for registered models, an error for versions.
     assert api.get("registered-models/search", {"max_results": "0"}).json() == {}
-    assert api.get("model-versions/search", {"max_results": "0"}).json() == {}
+    r = api.get("model-versions/search", {"max_results": "0"})
+    assert r.status_code == 400
+    assert r.json()["message"] == "Invalid value for max_results. It must be a positive integer, but got 0"
     r = api.get("model-versions/search", {"max_results": "-1"})
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
