@@ -11,7 +11,6 @@ the param "immutable once set" rule consistent.
 import io
 import json
 import math
-import os
 import random
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
