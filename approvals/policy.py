@@ -23,6 +23,7 @@ class EffectivePolicy:
     min_approvals: int = 1
     approver_level: str = ""
     allow_self_approval: bool = False
+    archive_existing_on_approval: bool = False
     checks: list = field(default_factory=list)
     id: int | None = None
 
@@ -34,16 +35,33 @@ class EffectivePolicy:
         return data
 
 
+def _from_row(row, *, model, stage: str) -> EffectivePolicy:
+    """The effective policy from the model's or the global row, or the built-in default (None)."""
+    from approvals.models import default_approver_level, default_archive_on_approval
+
+    if row is None:
+        return EffectivePolicy(stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage),
+                               archive_existing_on_approval=default_archive_on_approval(stage))
+    return EffectivePolicy(
+        stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
+        requires_approval=row.requires_approval, min_approvals=row.min_approvals,
+        approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
+        archive_existing_on_approval=row.effective_archive_existing_on_approval,
+        checks=list(row.checks or []), id=row.pk,
+    )
+
+
 def effective_policy(*, model, stage: str) -> EffectivePolicy:
     """The policy governing a change of `model`'s versions into `stage` (one query)."""
     from django.db import connection
 
-    from approvals.models import StagePolicy, default_approver_level
+    from approvals.models import StagePolicy
 
     # Hand-written: every direct transition asks (the ORM compiled this query in ~0.5 ms).
     qn = connection.ops.quote_name
     fields = [StagePolicy._meta.get_field(name) for name in (
-        "id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval", "checks")]
+        "id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval",
+        "archive_existing_on_approval", "checks")]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(StagePolicy._meta.db_table)}"
@@ -56,28 +74,14 @@ def effective_policy(*, model, stage: str) -> EffectivePolicy:
             for row in cursor.fetchall()
         ]
     row = next((r for r in rows if r.model_id is not None), None) or next(iter(rows), None)
-    if row is None:
-        return EffectivePolicy(
-            stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage)
-        )
-    return EffectivePolicy(
-        stage=stage,
-        scope="model" if row.model_id else "global",
-        model_name=model.name,
-        requires_approval=row.requires_approval,
-        min_approvals=row.min_approvals,
-        approver_level=row.effective_approver_level,
-        allow_self_approval=row.allow_self_approval,
-        checks=list(row.checks or []),
-        id=row.pk,
-    )
+    return _from_row(row, model=model, stage=stage)
 
 
 def effective_policies(pairs) -> dict:
     """{(model pk, stage): EffectivePolicy} for many (model, stage) pairs in one query."""
     from django.db.models import Q
 
-    from approvals.models import StagePolicy, default_approver_level
+    from approvals.models import StagePolicy
 
     pairs = list(pairs)
     if not pairs:
@@ -89,16 +93,7 @@ def effective_policies(pairs) -> dict:
     out = {}
     for model, stage in pairs:
         row = by_key.get((model.pk, stage)) or by_key.get((None, stage))
-        if row is None:
-            out[(model.pk, stage)] = EffectivePolicy(stage=stage, scope="default", model_name=model.name,
-                                                     approver_level=default_approver_level(stage))
-        else:
-            out[(model.pk, stage)] = EffectivePolicy(
-                stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
-                requires_approval=row.requires_approval, min_approvals=row.min_approvals,
-                approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
-                checks=list(row.checks or []), id=row.pk,
-            )
+        out[(model.pk, stage)] = _from_row(row, model=model, stage=stage)
     return out
 
 
