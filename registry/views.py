@@ -365,11 +365,14 @@ def workflow_context(request, mv, level, *, error: str = "", form: dict | None =
     """The #version-workflow region: stage, status, pending requests with their review forms, the
     transition history. Shared with the approvals views that change it."""
     history, _ = _history(mv)
+    requests = _open_requests(request.user, level, version=mv)
     return {
         "mv": mv,
         "model": mv.registered_model,
         "level": level,
-        "requests": _open_requests(request.user, level, version=mv),
+        "requests": requests,
+        # The first request this viewer may decide: the page leads with reviewing it, not with a new request.
+        "can_review": next((r for r in requests if r.can_approve), None),
         "history": history,
         "history_url": reverse("registry:model_version_history", args=[mv.registered_model.name, mv.version]),
         "workflow_error": error,

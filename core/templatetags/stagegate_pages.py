@@ -3,6 +3,8 @@
 from django import template
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.permissions import level_label as _level_label
+
 register = template.Library()
 
 
@@ -18,3 +20,9 @@ def way_back(context) -> str:
     ):
         return referer
     return ""
+
+
+@register.filter
+def level_label(level) -> str:
+    """{{ "CAN_MANAGE_PRODUCTION_VERSIONS"|level_label }} -> Can manage Production versions."""
+    return _level_label(level)
