@@ -259,6 +259,8 @@ def _decorate(rows):
     for req in rows:
         req.created = ms_to_datetime(req.creation_timestamp)
         req.waiting = timesince(req.created, now, depth=1) if req.created else ""
+        if req.waiting.startswith("0\xa0"):
+            req.waiting = "less than a minute"
         req.url = version_url(req.model.name, req.version.version) + f"#request-{req.pk}"
         req.approvals = sum(1 for r in req.reviews.all() if r.decision == "APPROVED")
         snapshot = req.policy or {}
@@ -493,6 +495,7 @@ def settings_policies(request):
         "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
         "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
         "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
+        "archive_existing_on_approval": post.get("archive_existing_on_approval", ""),
     }
     error = ""
     try:
@@ -509,6 +512,7 @@ def settings_policies(request):
                 user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
                 requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
                 approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
+                archive_existing_on_approval={"true": True, "false": False}.get(form["archive_existing_on_approval"]),
             )
     except MlflowError as exc:
         error = exc.message

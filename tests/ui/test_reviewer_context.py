@@ -128,3 +128,16 @@ def test_policy_without_archiving_lets_the_approver_choose(client, reviewer, adm
     assert "stay there unless the approver chooses to archive them" in html and 'name="archive_existing_versions"' in html
     client.post(f"/requests/{req.pk}/review", {"decision": "approve", "next": "inbox"})
     assert stages() == {1: "Production", 2: "Production"}
+
+
+def test_settings_page_sets_and_shows_the_archive_setting(client, admin, req):
+    from approvals.models import StagePolicy
+
+    web = as_user(client, admin)
+    page = web.get("/settings/policies/").content.decode()
+    assert 'class="archive-setting">archive the others <span class="faint">(default)</span>' in page
+    web.post("/settings/policies/", {"stage": "Production", "requires_approval": "on", "min_approvals": "1", "checks": "[]",
+                                     "archive_existing_on_approval": "false"})
+    policy = StagePolicy.objects.get(model=None, stage="Production")
+    assert policy.archive_existing_on_approval is False
+    assert 'class="archive-setting">keep the others</td>' in web.get("/settings/policies/").content.decode()
