@@ -39,5 +39,7 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=5 \
   CMD python -c "import os, sys, urllib.request as u; host = os.environ.get('DJANGO_ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.').replace('*', '') or 'localhost'; sys.exit(u.urlopen(u.Request('http://127.0.0.1:8000/health', headers={'Host': host}), timeout=4).status != 200)"
 
 # gthread workers: artifact up/downloads stream for a long time without blocking the other requests.
+# Request lines and headers as long as MLflow's server (uvicorn/h11: 16 KiB) takes; gunicorn caps a line at 8190 unless 0.
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
-     "--worker-class", "gthread", "--timeout", "300", "--keep-alive", "30", "--access-logfile", "-"]
+     "--worker-class", "gthread", "--timeout", "300", "--keep-alive", "30", "--access-logfile", "-", \
+     "--limit-request-line", "0", "--limit-request-field_size", "16384"]

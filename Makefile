@@ -21,7 +21,11 @@ help:
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Stagegate needs Python >= 3.12 (Django 6); none found. Set PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --no-compile -e .
+	touch $@
+
+# The test tools (the mlflow client, Playwright, moto) come with `make test` only: serving needs none of them.
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -30,14 +34,15 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-bootstrap: migrate
-	$(PY) manage.py bootstrap --demo
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+# One process: migrations, the admin, the demo (when the database is empty) and the static files.
+bootstrap: install
+	$(PY) manage.py bootstrap --migrate --demo --collectstatic
 
 run: bootstrap
 	@echo "Stagegate on http://127.0.0.1:$(PORT)  (MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT))"
 	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) --threads 4 \
-	  --worker-class gthread --timeout 300 --keep-alive 30 --access-logfile -
+	  --worker-class gthread --timeout 300 --keep-alive 30 --access-logfile - \
+	  --limit-request-line 0 --limit-request-field_size 16384
 
 # What the test suite needs beyond Python packages: the MLflow 2.22 client venv and Debian's Chromium.
 .venv-mlflow2/.installed:
@@ -50,7 +55,7 @@ run: bootstrap
 	@if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi
 
-test-deps: install .venv-mlflow2/.installed /usr/bin/chromium
+test-deps: $(VENV)/.installed-dev .venv-mlflow2/.installed /usr/bin/chromium
 
 test: test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

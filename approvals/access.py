@@ -9,26 +9,11 @@ only mirror them so the server can tell a caller which actions are open to them.
 
 from core import permissions as perms
 from core.errors import DoesNotExist, PermissionDenied
-from registry.access import not_found_model, not_found_version
-
-
-def get_registered_model_for_user(user, name: str, *, min_level: str = perms.CAN_READ, lock: bool = False, action: str = ""):
-    """The model by name with the caller's level checked. `lock` takes the row lock (inside a
-    transaction): the first lock of every workflow step."""
-    from registry.models import RegisteredModel
-
-    if not name:
-        from core.errors import missing_parameter
-
-        raise missing_parameter("name")
-    qs = RegisteredModel.objects.all()
-    if lock:
-        qs = qs.select_for_update()
-    model = qs.filter(name=name).first()
-    if model is None:
-        raise not_found_model(name)
-    perms.require_level(user, model, min_level, not_found=not_found_model(name), action=action)
-    return model
+from registry.access import (  # noqa: F401  (the pages and the API of approvals fetch through these)
+    get_model_version_at_level as get_model_version_for_user,
+)
+from registry.access import get_registered_model_at_level as get_registered_model_for_user  # noqa: F401
+from registry.access import not_found_model, not_found_version  # noqa: F401
 
 
 def get_registered_model_by_id_for_user(user, model_id, *, min_level: str = perms.CAN_READ, action: str = ""):
@@ -55,18 +40,6 @@ def get_experiment_by_id_for_user(user, experiment_id, *, min_level: str = perms
         raise missing
     perms.require_level(user, experiment, min_level, not_found=missing, action=action)
     return experiment
-
-
-def get_model_version_for_user(user, name: str, version: int, *, min_level: str = perms.CAN_READ, action: str = ""):
-    """The version (with its model) by name and number; 404 when either is missing or invisible."""
-    from registry.models import ModelVersion
-
-    mv = ModelVersion.objects.select_related("registered_model").filter(registered_model__name=name, version=version).first()
-    if mv is None:
-        # Do not tell an outsider whether the model exists.
-        raise not_found_version(name, version)
-    perms.require_level(user, mv.registered_model, min_level, not_found=not_found_version(name, version), action=action)
-    return mv
 
 
 def level_on(user, obj) -> str | None:
@@ -126,6 +99,14 @@ def comment_actions(user, level: str | None, comment) -> list[str]:
     if own or perms.at_least(level, perms.CAN_MANAGE):
         actions.append("DELETE_COMMENT")
     return actions
+
+
+def require_policy_floor(user, *, stage: str, loosened: list[str]) -> None:
+    """A model's policy may tighten the global policy of its stage; only a superuser may lower it."""
+    if loosened and not (user is not None and getattr(user, "is_superuser", False)):
+        raise PermissionDenied(
+            f"The global policy for {stage} {' and '.join(loosened)}; only a superuser can lower it for one model."
+        )
 
 
 def require_admin(user, what: str) -> None:

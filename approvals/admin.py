@@ -13,13 +13,17 @@ from approvals import checks
 from approvals.models import (
     Activity,
     Comment,
+    Evaluation,
+    EvaluationDataset,
     ExperimentGroupPermission,
     ExperimentUserPermission,
     RegisteredModelGroupPermission,
     RegisteredModelUserPermission,
     Review,
+    SigningIdentity,
     StagePolicy,
     TransitionRequest,
+    VersionSignature,
 )
 from core import permissions as perms
 from core.errors import MlflowError
@@ -128,6 +132,11 @@ class StagePolicyAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     raw_id_fields = ["model"]
     readonly_fields = ["updated_by", "creation_timestamp", "last_updated_timestamp"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Only a superuser may exempt a model's policy from the global one (approvals.services.set_stage_policy).
+        extra = [] if request.user.is_superuser else ["exempt_from_global"]
+        return [*self.readonly_fields, *extra]
+
     def save_model(self, request, obj, form, change):
         from tracking.models import now_ms
 
@@ -179,3 +188,53 @@ for grant_model in (RegisteredModelUserPermission, RegisteredModelGroupPermissio
             "list_select_related": ["content_object", "permission"],
         }),
     )
+
+
+class SigningIdentityForm(admin.ModelAdmin.form):
+    def clean(self):
+        data = super().clean()
+        kind, pem = data.get("kind"), (data.get("pem") or "").strip()
+        if kind in (SigningIdentity.KEY, SigningIdentity.CERTIFICATE):
+            from cryptography import x509
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            try:
+                if kind == SigningIdentity.KEY:
+                    load_pem_public_key(pem.encode())
+                else:
+                    x509.load_pem_x509_certificates(pem.encode())
+            except ValueError as exc:
+                raise ValidationError({"pem": f"Not a PEM {kind}: {exc}"}) from None
+        elif not data.get("identity") or not data.get("oidc_issuer"):
+            raise ValidationError("A Sigstore identity needs the identity and its OIDC issuer.")
+        return data
+
+
+@admin.register(SigningIdentity)
+class SigningIdentityAdmin(admin.ModelAdmin):
+    """The signers `signed_by` checks may name, kept by admins (approvals.signing)."""
+
+    form = SigningIdentityForm
+    list_display = ["name", "kind", "identity", "enabled"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["creation_timestamp"]
+
+
+@admin.register(VersionSignature)
+class VersionSignatureAdmin(ReadOnlyAdmin):
+    list_display = ["version", "status", "signer", "method", "verified_timestamp"]
+    list_filter = ["status"]
+    list_select_related = ["version__registered_model"]
+
+
+@admin.register(EvaluationDataset)
+class EvaluationDatasetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "model", "task", "target", "row_count", "digest"]
+    list_select_related = ["model"]
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "version", "dataset", "status", "trigger", "creation_timestamp"]
+    list_filter = ["status", "trigger"]
+    list_select_related = ["version__registered_model", "dataset"]

@@ -9,11 +9,11 @@ Each handler reads parameters, asks approvals.access / approvals.services, and s
 
 from django.urls import path
 
-from approvals import access, services
+from approvals import access, evaluation, services
 from approvals.models import Activity, Comment, StagePolicy, TransitionRequest
 from approvals.policy import effective_policies, effective_policy
 from core import permissions as perms
-from core.api import api_view, keyset_page
+from core.api import Params, api_view, keyset_page
 from core.errors import InvalidParameter, missing_parameter
 
 # --------------------------------------------------------------------------- serialisers
@@ -362,6 +362,84 @@ def search_transition_requests(request, params):
     return result
 
 
+# --------------------------------------------------------------------------- Stagegate: evaluation datasets and evaluations
+
+
+def _dataset_upload(request, params) -> tuple[Params, bytes, str | None]:
+    """A multipart form (`file` plus fields) or JSON (`content` as text, or `content_base64`)."""
+    import base64
+    import binascii
+
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type == "multipart/form-data":
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise missing_parameter("file")
+        return Params(request.POST, is_query=True), upload.read(), upload.name
+    if content_type != "application/json":
+        raise InvalidParameter("Bad Request. Content-Type must be one of ['application/json', 'multipart/form-data'].")
+    body = Params.from_request(request)
+    if body.is_query:
+        raise missing_parameter("name")
+    if body.has("content_base64"):
+        try:
+            data = base64.b64decode(body.string("content_base64"), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidParameter("Invalid value for parameter 'content_base64': it is not base64.") from None
+    else:
+        data = (body.string("content") or "").encode()
+    return body, data, body.string("filename")
+
+
+@api_view(("GET", "POST"), body="raw")
+def evaluation_datasets(request, params):
+    """GET lists a model's datasets (CAN_READ); POST attaches one (CAN_MANAGE)."""
+    if request.method == "GET":
+        model = access.get_registered_model_for_user(request.user, params.string("name", required=True))
+        return {"datasets": [evaluation.dataset_json(d, model_name=model.name) for d in model.evaluation_datasets.all()]}
+    body, data, filename = _dataset_upload(request, params)
+    metrics = body.raw("metrics")
+    ds = evaluation.attach_evaluation_dataset(
+        user=request.user, model_name=body.string("name", required=True), name=body.string("dataset", required=True),
+        target=body.string("target", required=True), task=body.string("task", required=True),
+        metrics=body.data.getlist("metrics") if body.is_query and hasattr(body.data, "getlist") else metrics,
+        data=data, filename=filename, format=body.string("format"), description=body.string("description") or "",
+    )
+    return {"dataset": evaluation.dataset_json(ds)}
+
+
+@api_view("GET")
+def list_evaluations(request, params):
+    """The evaluations of `name` (and `version`), newest first, with the version's signature status."""
+    from approvals.models import Evaluation, VersionSignature
+
+    model = access.get_registered_model_for_user(request.user, params.string("name", required=True))
+    qs = Evaluation.objects.filter(version__registered_model=model).select_related("version", "dataset", "requested_by")
+    result = {}
+    version = params.integer("version")
+    if version is not None:
+        mv = access.get_model_version_for_user(request.user, model.name, version)
+        qs = qs.filter(version=mv)
+        sig = VersionSignature.objects.filter(version=mv).first()
+        result["signature"] = ({"status": sig.status, "signer": sig.signer, "method": sig.method, "detail": sig.detail,
+                                "verified_timestamp": sig.verified_timestamp} if sig else {"status": "UNKNOWN"})
+    rows = list(qs.order_by("-id")[: params.max_results(default=100, maximum=1000)])
+    for ev in rows:
+        ev.version.registered_model = model
+    result["evaluations"] = [evaluation.evaluation_json(ev) for ev in rows]
+    return result
+
+
+@api_view("POST")
+def run_evaluations(request, params):
+    """Evaluate a version again (CAN_EDIT): all its model's datasets, or `dataset`."""
+    created = evaluation.request_evaluation(user=request.user, name=params.string("name", required=True),
+                                            version=params.integer("version", required=True), dataset=params.string("dataset"))
+    for ev in created:
+        ev.refresh_from_db()
+    return {"evaluations": [evaluation.evaluation_json(ev) for ev in created]}
+
+
 # --------------------------------------------------------------------------- Databricks' permissions API
 
 
@@ -421,5 +499,8 @@ permissions_urlpatterns = [
 stagegate_urlpatterns = [
     path("stage-policies", stage_policies),
     path("transition-requests", search_transition_requests),
+    path("evaluation-datasets", evaluation_datasets),
+    path("evaluations", list_evaluations),
+    path("evaluations/run", run_evaluations),
 ]
 

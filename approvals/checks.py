@@ -6,6 +6,11 @@ A check is a small JSON object (the same shape in the policy API, the admin and 
   {"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}         source run's latest value
   {"type": "tag", "key": "validation", "value": "passed"}              a version tag with that value
   {"type": "min_hours_in_stage", "stage": "Staging", "hours": 24}      time spent in another stage first
+Evidence the server produced itself (approvals.evaluation, approvals.signing):
+  {"type": "evaluation_metric", "dataset": "holdout", "metric": "rmse", "op": "<=", "value": 0.45}
+  {"type": "beats_holder", "dataset": "holdout", "metric": "rmse", "margin": 0}   vs. the target stage's holder
+  {"type": "signature_unchanged"}                                      same inputs as the target stage's holder
+  {"type": "signed_by", "signers": ["release-key"]}                    a verified OpenSSF model signature
 Evaluation returns one result per check: {"check", "name", "passed", "detail", "evaluated_at"}.
 """
 
@@ -24,7 +29,9 @@ OPERATORS = {
     "=": operator.eq,
     "!=": operator.ne,
 }
-TYPES = ("version_ready", "valid_mlflow_model", "metric", "tag", "min_hours_in_stage")
+TYPES = ("version_ready", "valid_mlflow_model", "metric", "tag", "min_hours_in_stage", "evaluation_metric", "beats_holder",
+         "signature_unchanged", "signed_by")
+EVIDENCE_TYPES = ("evaluation_metric", "beats_holder", "signature_unchanged", "signed_by")
 
 
 def _bad(index: int, message: str) -> InvalidParameter:
@@ -50,6 +57,10 @@ def validate_checks(checks) -> list[dict]:
             raise _bad(i, f"unknown type {kind!r}; use one of {', '.join(TYPES)}.")
         if kind in ("version_ready", "valid_mlflow_model"):
             result.append({"type": kind})
+        elif kind in EVIDENCE_TYPES:
+            from approvals import evidence
+
+            result.append(evidence.validate(kind, check, lambda message, i=i: _bad(i, message)))
         elif kind == "metric":
             key, op, value = check.get("key"), check.get("op", "<="), check.get("value")
             if not isinstance(key, str) or not key:
@@ -80,6 +91,10 @@ def validate_checks(checks) -> list[dict]:
 
 def describe(check: dict) -> str:
     kind = check["type"]
+    if kind in EVIDENCE_TYPES:
+        from approvals import evidence
+
+        return evidence.describe(check)
     if kind == "version_ready":
         return "version is READY"
     if kind == "valid_mlflow_model":
@@ -106,8 +121,12 @@ def _hours_in_stage(version, stage: str, now: int) -> float:
     return max(total, 0) / 3_600_000
 
 
-def evaluate_check(check: dict, version, now: int) -> tuple[bool, str]:
+def evaluate_check(check: dict, version, now: int, stage: str | None = None) -> tuple[bool, str]:
     kind = check["type"]
+    if kind in EVIDENCE_TYPES:
+        from approvals import evidence
+
+        return evidence.evaluate(check, version, stage)
     if kind == "version_ready":
         ok = version.status == "READY"
         return ok, f"version status is {version.status}"
@@ -141,12 +160,13 @@ def evaluate_check(check: dict, version, now: int) -> tuple[bool, str]:
     return ok, f"{hours:.1f} h in {check['stage']} ({'meets' if ok else 'below'} the {check['hours']:g} h required)"
 
 
-def evaluate(checks: list[dict], version) -> list[dict]:
-    """Run every check against the version now; each result says whether it passed and why."""
+def evaluate(checks: list[dict], version, stage: str | None = None) -> list[dict]:
+    """Run every check against the version now (moving into `stage`, whose holder some checks
+    compare with); each result says whether it passed and why."""
     now = now_ms()
     results = []
     for check in checks or ():
-        passed, detail = evaluate_check(check, version, now)
+        passed, detail = evaluate_check(check, version, now, stage)
         results.append({"check": check, "name": describe(check), "passed": passed, "detail": detail, "evaluated_at": now})
     return results
 

@@ -6,6 +6,10 @@
 - a Production policy on lr_wine_quality: 1 approval, not by the requester (nor the version's author),
   and the source run's rmse must not exceed a threshold the demo's best run meets;
 - a pending request from `scientist` to move version 2 (Staging) to Production, waiting for `reviewer`.
+`load_evaluation_demo` (run before it by seed_demo) attaches the tutorial's wine hold-out set to
+lr_wine_quality and evaluates versions 1 and 2 on it in the sandbox; the Production policy then also
+asks that a candidate's rmse on it beat the holder's (`beats_holder`), so the request in the
+reviewer's inbox carries the server's own numbers.
 Idempotent: run twice, it changes nothing the second time.
 """
 
@@ -58,7 +62,8 @@ def load_governance_demo(*, admin) -> dict:
             gov.set_stage_policy(
                 user=admin, model_name=MODEL_NAME, stage="Production", requires_approval=True, min_approvals=1,
                 approver_level=perms.CAN_MANAGE_PRODUCTION_VERSIONS, allow_self_approval=False,
-                checks_spec=[{"type": "version_ready"}, {"type": "metric", "key": "rmse", "op": "<=", "value": _threshold(model)}],
+                checks_spec=[{"type": "version_ready"}, {"type": "metric", "key": "rmse", "op": "<=", "value": _threshold(model)},
+                             *_evaluation_checks(model)],
             )
     request = TransitionRequest.objects.filter(model=model, version__version=2, to_stage="Production").first()
     v2 = model.versions.filter(version=2).first()
@@ -68,3 +73,43 @@ def load_governance_demo(*, admin) -> dict:
             comment="v2 adds color_intensity and beats v1 on RMSE; please promote it to Production.",
         )
     return {"passwords": passwords, "request": request}
+
+
+# --------------------------------------------------------------------------- server-side evaluation
+
+HOLDOUT = "wine-holdout"
+
+
+def holdout_csv() -> bytes:
+    """The quarter of scikit-learn's wine data the tutorial's runs held out (registry.demo's split)."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    frame = load_wine(as_frame=True).frame
+    _, test = train_test_split(frame, test_size=0.25, random_state=42)
+    return test.to_csv(index=False).encode()
+
+
+def _evaluation_checks(model) -> list[dict]:
+    if not model.evaluation_datasets.filter(name=HOLDOUT).exists():
+        return []
+    return [{"type": "beats_holder", "dataset": HOLDOUT, "metric": "rmse"}]
+
+
+def load_evaluation_demo(*, admin) -> list:
+    """Attach the hold-out set to lr_wine_quality and evaluate its READY versions on it now (in the
+    sandboxed subprocess, a few seconds each); versions still registering (a real worker) are
+    evaluated by the worker when they become READY. Returns the evaluations made."""
+    from approvals.evaluation import attach_evaluation_dataset, evaluate_ready_version
+
+    model = RegisteredModel.objects.filter(name=MODEL_NAME).first()
+    if model is None:
+        return []
+    if not model.evaluation_datasets.filter(name=HOLDOUT).exists():
+        attach_evaluation_dataset(user=admin, model_name=MODEL_NAME, name=HOLDOUT, target="target", task="regression",
+                                  metrics=["rmse", "mae", "r2"], data=holdout_csv(), filename="wine-holdout.csv",
+                                  description="The tutorial's hold-out quarter of scikit-learn's wine data.")
+    done = []
+    for version_id in model.versions.order_by("version").values_list("id", flat=True):
+        done.extend(evaluate_ready_version(version_id=version_id))
+    return done

@@ -93,6 +93,11 @@ class StagePolicy(models.Model):
                   "(empty: on for Production, off for other stages).",
     )
     checks = models.JSONField(default=list, blank=True, help_text='e.g. [{"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}]')
+    # A model policy is raised to the global one field by field when evaluated (approvals.policy), unless
+    # a superuser set it below the global policy on purpose: then it stands as set.
+    exempt_from_global = models.BooleanField(
+        default=False, help_text="Set by a superuser below the global policy of the stage: used as is, not raised to it.",
+    )
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     creation_timestamp = models.BigIntegerField(default=now_ms)
     last_updated_timestamp = models.BigIntegerField(default=now_ms)
@@ -240,3 +245,108 @@ class Activity(models.Model):
         verbose_name_plural = "activities"
         ordering = ["creation_timestamp", "id"]
         indexes = [models.Index(fields=["version", "creation_timestamp"], name="activity_version_time")]
+
+
+# --------------------------------------------------------------------------- evidence the server produced itself
+
+
+class EvaluationDataset(models.Model):
+    """A reference dataset attached to a registered model, evaluated against each of its versions.
+
+    The file lives in the artifact store under `storage_path`; `digest` (sha256 of its bytes) names
+    it in every evaluation. Immutable once an evaluation used it (approvals.evaluation)."""
+
+    REGRESSION, CLASSIFICATION = "regression", "classification"
+    TASK_CHOICES = [(REGRESSION, REGRESSION), (CLASSIFICATION, CLASSIFICATION)]
+
+    model = models.ForeignKey("registry.RegisteredModel", on_delete=models.CASCADE, related_name="evaluation_datasets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    target = models.CharField(max_length=250)
+    task = models.CharField(max_length=16, choices=TASK_CHOICES)
+    metrics = models.JSONField(default=list)
+    format = models.CharField(max_length=8)  # csv | parquet
+    digest = models.CharField(max_length=64)
+    storage_path = models.CharField(max_length=500)
+    size_bytes = models.BigIntegerField(default=0)
+    row_count = models.IntegerField(default=0)
+    columns = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    creation_timestamp = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        ordering = ["model_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="uniq_evaluation_dataset_name")]
+
+    def __str__(self):
+        return f"{self.name} ({self.digest[:12]})"
+
+
+class Evaluation(models.Model):
+    """One run of one version on one dataset, in a sandboxed subprocess (approvals.evaluation)."""
+
+    RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
+    STATUS_CHOICES = [(s, s) for s in (RUNNING, SUCCEEDED, FAILED)]
+
+    version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="evaluations")
+    dataset = models.ForeignKey(EvaluationDataset, on_delete=models.CASCADE, related_name="evaluations")
+    dataset_digest = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=RUNNING)
+    trigger = models.CharField(max_length=16, default="manual")  # ready | manual
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    metrics = models.JSONField(default=dict, blank=True)
+    rows = models.IntegerField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True)
+    latency_ms_per_row = models.FloatField(null=True, blank=True)
+    environment = models.JSONField(default=dict, blank=True)  # python / mlflow / scikit-learn versions
+    model_checksum = models.CharField(max_length=128, blank=True)
+    isolation = models.JSONField(default=list, blank=True)  # how the child was confined, and what was not
+    message = models.TextField(blank=True)
+    logs = models.TextField(blank=True)
+    creation_timestamp = models.BigIntegerField(default=now_ms)
+    finished_timestamp = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-creation_timestamp", "-id"]
+        indexes = [models.Index(fields=["version", "dataset", "-id"], name="evaluation_version_dataset")]
+
+    def __str__(self):
+        return f"evaluation #{self.pk} ({self.status})"
+
+
+class SigningIdentity(models.Model):
+    """A signer admins trust for OpenSSF model signatures: a public key, a CA certificate chain, or a
+    keyless Sigstore identity (verified offline only with a local trust root)."""
+
+    KEY, CERTIFICATE, SIGSTORE = "key", "certificate", "sigstore"
+    KIND_CHOICES = [(KEY, "public key"), (CERTIFICATE, "certificate chain (CA)"), (SIGSTORE, "Sigstore identity")]
+
+    name = models.CharField(max_length=200, unique=True, help_text="What signed_by checks list, for a key.")
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES, default=KEY)
+    pem = models.TextField(blank=True, help_text="The PEM public key, or the PEM CA certificate chain.")
+    identity = models.CharField(max_length=300, blank=True, help_text="Sigstore: the signer's e-mail or URI.")
+    oidc_issuer = models.CharField(max_length=300, blank=True, help_text="Sigstore: the OIDC issuer.")
+    enabled = models.BooleanField(default=True)
+    creation_timestamp = models.BigIntegerField(default=now_ms)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "signing identities"
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+
+class VersionSignature(models.Model):
+    """The result of verifying a version's OpenSSF model signature (approvals.signing)."""
+
+    UNSIGNED, VERIFIED, INVALID, UNVERIFIABLE = "UNSIGNED", "VERIFIED", "INVALID", "UNVERIFIABLE"
+    STATUS_CHOICES = [(s, s) for s in (UNSIGNED, VERIFIED, INVALID, UNVERIFIABLE)]
+
+    version = models.OneToOneField("registry.ModelVersion", on_delete=models.CASCADE, related_name="model_signing")
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES)
+    signer = models.CharField(max_length=300, blank=True)  # the trusted key's name, or the certificate's identity
+    method = models.CharField(max_length=16, blank=True)
+    detail = models.TextField(blank=True)
+    checksum = models.CharField(max_length=128, blank=True)  # the version's checksum when verified
+    verified_timestamp = models.BigIntegerField(default=now_ms)

@@ -35,20 +35,9 @@ class EffectivePolicy:
         return data
 
 
-def _from_row(row, *, model, stage: str) -> EffectivePolicy:
-    """The effective policy from the model's or the global row, or the built-in default (None)."""
-    from approvals.models import default_approver_level, default_archive_on_approval
-
-    if row is None:
-        return EffectivePolicy(stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage),
-                               archive_existing_on_approval=default_archive_on_approval(stage))
-    return EffectivePolicy(
-        stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
-        requires_approval=row.requires_approval, min_approvals=row.min_approvals,
-        approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
-        archive_existing_on_approval=row.effective_archive_existing_on_approval,
-        checks=list(row.checks or []), id=row.pk,
-    )
+_COLUMNS = ("id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval",
+            "archive_existing_on_approval",
+            "checks", "exempt_from_global")
 
 
 def effective_policy(*, model, stage: str) -> EffectivePolicy:
@@ -59,9 +48,7 @@ def effective_policy(*, model, stage: str) -> EffectivePolicy:
 
     # Hand-written: every direct transition asks (the ORM compiled this query in ~0.5 ms).
     qn = connection.ops.quote_name
-    fields = [StagePolicy._meta.get_field(name) for name in (
-        "id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval",
-        "archive_existing_on_approval", "checks")]
+    fields = [StagePolicy._meta.get_field(name) for name in _COLUMNS]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(StagePolicy._meta.db_table)}"
@@ -73,8 +60,9 @@ def effective_policy(*, model, stage: str) -> EffectivePolicy:
                                 [f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v for f, v in zip(fields, row)])
             for row in cursor.fetchall()
         ]
-    row = next((r for r in rows if r.model_id is not None), None) or next(iter(rows), None)
-    return _from_row(row, model=model, stage=stage)
+    own = next((r for r in rows if r.model_id is not None), None)
+    floor = next((r for r in rows if r.model_id is None), None)
+    return _combine(model=model, stage=stage, own=own, floor=floor)
 
 
 def effective_policies(pairs) -> dict:
@@ -90,11 +78,87 @@ def effective_policies(pairs) -> dict:
     models = {model.pk: model for model, _ in pairs}
     rows = StagePolicy.objects.filter(stage__in=stages).filter(Q(model__isnull=True) | Q(model__in=list(models)))
     by_key = {(row.model_id, row.stage): row for row in rows}
-    out = {}
-    for model, stage in pairs:
-        row = by_key.get((model.pk, stage)) or by_key.get((None, stage))
-        out[(model.pk, stage)] = _from_row(row, model=model, stage=stage)
-    return out
+    return {
+        (model.pk, stage): _combine(model=model, stage=stage, own=by_key.get((model.pk, stage)), floor=by_key.get((None, stage)))
+        for model, stage in pairs
+    }
+
+
+def _combine(*, model, stage: str, own, floor) -> EffectivePolicy:
+    """The model's own policy raised to the global one field by field (the global policy is a floor),
+    unless a superuser set the model's policy below it on purpose (`exempt_from_global`). A model policy
+    that an admin's later tightening of the global one left looser than it is thus never used as is."""
+    from approvals.models import default_approver_level, default_archive_on_approval
+
+    row = own or floor
+    if row is None:
+        return EffectivePolicy(stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage),
+                               archive_existing_on_approval=default_archive_on_approval(stage))
+    # Archiving on approval is the model's own choice when it sets one (not a floor rule).
+    policy = EffectivePolicy(
+        stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
+        requires_approval=row.requires_approval, min_approvals=row.min_approvals,
+        approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
+        archive_existing_on_approval=row.effective_archive_existing_on_approval,
+        checks=list(row.checks or []), id=row.pk,
+    )
+    if own is not None and floor is not None and not own.exempt_from_global:
+        policy.requires_approval = own.requires_approval or floor.requires_approval
+        policy.min_approvals = max(own.min_approvals, floor.min_approvals)
+        policy.approver_level = perms.higher(own.effective_approver_level, floor.effective_approver_level)
+        policy.allow_self_approval = own.allow_self_approval and floor.allow_self_approval
+        policy.checks += [c for c in floor.checks or [] if not any(covers(mine, c) for mine in policy.checks)]
+    return policy
+
+
+# --------------------------------------------------------------------------- the global policy as a floor
+
+_UPPER_BOUNDS, _LOWER_BOUNDS = ("<", "<="), (">", ">=")
+
+
+def covers(check: dict, required: dict) -> bool:
+    """Does `check` demand at least what `required` does? The same check, or the same one made stricter
+    (a tighter metric bound in the same direction, more hours in the same stage)."""
+    if check == required:
+        return True
+    if check["type"] != required["type"]:
+        return False
+    if check["type"] == "metric" and check["key"] == required["key"]:
+        op, want, value, bound = check["op"], required["op"], check["value"], required["value"]
+        for family in (_UPPER_BOUNDS, _LOWER_BOUNDS):
+            if op in family and want in family:
+                tighter = value < bound if family is _UPPER_BOUNDS else value > bound
+                # "< v" covers "<= v"; "<= v" does not cover "< v".
+                return tighter or (value == bound and (op == want or op in ("<", ">")))
+        return False
+    if check["type"] == "min_hours_in_stage":
+        return check["stage"] == required["stage"] and check["hours"] >= required["hours"]
+    return False
+
+
+def loosened_rules(*, floor, requires_approval: bool, min_approvals: int, approver_level: str,
+                   allow_self_approval: bool, checks: list[dict]) -> list[str]:
+    """The rules of the global policy `floor` (a StagePolicy row, or None) that a model policy with
+    these values would lower, each worded to follow "The global policy for <stage> …"."""
+    from approvals.checks import describe
+    from approvals.models import default_approver_level
+
+    if floor is None:
+        return []
+    rules = []
+    if floor.requires_approval and not requires_approval:
+        rules.append("requires approval")
+    if floor.requires_approval and min_approvals < floor.min_approvals:
+        rules.append(f"needs {floor.min_approvals} approvals")
+    level = approver_level or default_approver_level(floor.stage)
+    if not perms.at_least(level, floor.effective_approver_level):
+        rules.append(f"needs approvers with {floor.effective_approver_level}")
+    if allow_self_approval and not floor.allow_self_approval:
+        rules.append("forbids self-approval")
+    for required in floor.checks or []:
+        if not any(covers(mine, required) for mine in checks):
+            rules.append(f"checks {describe(required)}")
+    return rules
 
 
 def transition_level(from_stage: str, to_stage: str) -> str:

@@ -24,7 +24,7 @@ from approvals.models import (
     StagePolicy,
     TransitionRequest,
 )
-from approvals.policy import EffectivePolicy, effective_policy
+from approvals.policy import EffectivePolicy, effective_policy, loosened_rules
 from core import permissions as perms
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, InvalidState, MlflowError, PermissionDenied, missing_parameter
 from registry.events import record_event
@@ -133,7 +133,7 @@ def request_stage_transition(*, name: str, version: int, stage: str, user, comme
         )
     policy = effective_policy(model=model, stage=target)
     ts = now_ms()
-    evidence = {"on_request": checks.evaluate(policy.checks, mv)}
+    evidence = {"on_request": checks.evaluate(policy.checks, mv, target)}
     try:
         with transaction.atomic():
             req = TransitionRequest.objects.create(
@@ -270,7 +270,7 @@ def _approve(*, name, version, stage, user, archive_existing_versions: bool | No
         if completes:
             # Checks run again when the final approval lands; a failure keeps the evidence and
             # records no approval, so the request stays pending until the checks pass.
-            results = checks.evaluate(policy.checks, mv)
+            results = checks.evaluate(policy.checks, mv, req.to_stage)
             req.evidence = {**(req.evidence or {}), "on_approval": results}
             req.last_updated_timestamp = ts
             failed = checks.failures(results)
@@ -488,7 +488,9 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
     """Create or replace the policy of `stage`: global (admins only) or for one model (CAN_MANAGE on it).
     `archive_existing_on_approval` None keeps the stage's default (on for Production).
 
-    Locks the model for a per-model policy. Raises InvalidParameter naming the bad field."""
+    A model's policy may tighten the global policy of the stage, never lower it: PermissionDenied naming
+    the global rule, unless the user is a superuser (the row is then marked `exempt_from_global` and is
+    used as set). Locks the model for a per-model policy. Raises InvalidParameter naming the bad field."""
     target = _target_stage(stage)
     model = None
     if model_name:
@@ -512,13 +514,20 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
             f"Invalid value {approver_level!r} for parameter 'approver_level': must be one of {', '.join(APPROVER_LEVELS)}."
         )
     normalised = checks.validate_checks(list(checks_spec) if checks_spec is not None else [])
+    loosened = []
+    if model is not None:
+        # The global policy of the stage is a floor (see approvals.policy._combine for rows it later outgrows).
+        floor = StagePolicy.objects.filter(model__isnull=True, stage=target).first()
+        loosened = loosened_rules(floor=floor, requires_approval=requires_approval, min_approvals=min_approvals,
+                                  approver_level=approver_level, allow_self_approval=allow_self_approval, checks=normalised)
+        access.require_policy_floor(user, stage=target, loosened=loosened)
     ts = now_ms()
     row, created = StagePolicy.objects.update_or_create(
         model=model, stage=target,
         defaults=dict(requires_approval=requires_approval, min_approvals=min_approvals, approver_level=approver_level,
                       allow_self_approval=allow_self_approval, archive_existing_on_approval=archive_existing_on_approval,
-                      checks=normalised, updated_by=_actor(user),
-                      last_updated_timestamp=ts),
+                      checks=normalised, exempt_from_global=bool(loosened),
+                      updated_by=_actor(user), last_updated_timestamp=ts),
     )
     payload = policy_json(row)
     record_event(type="stage_policy.set", model=model, actor=_actor(user), payload=payload)
@@ -554,6 +563,7 @@ def policy_json(row: StagePolicy) -> dict:
     }
     if row.model_id:
         data["model_name"] = row.model.name
+        data["exempt_from_global"] = row.exempt_from_global
     return data
 
 

@@ -22,7 +22,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from approvals import access, checks, services
+from approvals import access, checks, panels, services
 from approvals.comparison import compare_requests
 from approvals.models import APPROVER_LEVELS, Comment, StagePolicy, TransitionRequest
 from approvals.policy import effective_policy, transition_level
@@ -54,7 +54,7 @@ def _request_form_context(mv, level, *, stage: str = "", comment: str = "", erro
     if stage not in stages:
         stage = "Production" if "Production" in stages else (stages[0] if stages else "")
     policy = effective_policy(model=mv.registered_model, stage=stage) if stage else None
-    results = checks.evaluate(policy.checks, mv) if policy else []
+    results = checks.evaluate(policy.checks, mv, stage) if policy else []
     # Databricks' "Transition now": offered when the stage needs no approval and the user's level
     # allows the move (the same rule the registry's guard applies when it is used).
     direct = bool(policy and not policy.requires_approval and perms.at_least(level, transition_level(mv.current_stage, stage)))
@@ -205,7 +205,7 @@ def _comments_response(request, name, version, *, error: str = "", text: str = "
     mv, level = registry_views._load_version(request, name, version)
     if request.htmx:
         return render(request, "registry/model_version_detail.html#version-comments",
-                      registry_views.comments_context(request, mv, level, error=error, text=text))
+                      panels.comments_context(request, mv, level, error=error, text=text))
     if error:
         messages.error(request, error)
     return redirect(version_url(name, version) + "#comments-h")
@@ -268,6 +268,8 @@ def _decorate(rows):
         results = (req.evidence or {}).get("on_approval") or (req.evidence or {}).get("on_request") or []
         req.failed_checks = sum(1 for r in results if not r.get("passed"))
         req.check_count = len(results)
+        # The server's own evidence (evaluations, signatures), shown beside the counts.
+        req.verdicts = [r for r in results if (r.get("check") or {}).get("type") in checks.EVIDENCE_TYPES]
     return rows
 
 
@@ -452,6 +454,8 @@ def settings_stages(request):
             if Stage.objects.filter(name__iexact=name).exists():
                 raise InvalidParameter(f"Stage {name} already exists.")
             order = int(form["order"]) if form["order"].lstrip("-").isdigit() else 100
+            if not -(2**31) <= order < 2**31:  # the column is a 32-bit integer
+                raise InvalidParameter("The order is a whole number between -2147483648 and 2147483647.")
             try:
                 with transaction.atomic():
                     Stage.objects.create(name=name, order=order, description=form["description"])
@@ -482,6 +486,39 @@ def _policies_context(*, error: str = "", form: dict | None = None) -> dict:
     }
 
 
+def _policy_form(post, *, model_name: str = "") -> dict:
+    return {
+        "stage": post.get("stage", ""), "model_name": model_name or post.get("model_name", "").strip(),
+        "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
+        "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
+        "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
+        "archive_existing_on_approval": post.get("archive_existing_on_approval", ""),
+    }
+
+
+def _save_policy(request, form: dict) -> str:
+    """Set or delete the policy the form names (one service call); the refusal's message, or ""."""
+    try:
+        if request.POST.get("action") == "delete":
+            services.delete_stage_policy(user=request.user, stage=form["stage"], model_name=form["model_name"] or None)
+            return ""
+        try:
+            spec = json.loads(form["checks"] or "[]")
+        except ValueError as exc:
+            raise InvalidParameter(f"Checks must be a JSON list: {exc}") from None
+        if not form["min_approvals"].strip().isdigit():
+            raise InvalidParameter("Minimum approvals must be a whole number from 1 to 20.")
+        services.set_stage_policy(
+            user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
+            requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
+            approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
+            archive_existing_on_approval={"true": True, "false": False}.get(form["archive_existing_on_approval"]),
+        )
+    except MlflowError as exc:
+        return exc.message
+    return ""
+
+
 @require_http_methods(["GET", "POST"])
 def settings_policies(request):
     """Stage policies (admins): set the global policy of a stage or a model's override; delete one."""
@@ -489,33 +526,8 @@ def settings_policies(request):
     template = "approvals/settings_policies.html"
     if request.method == "GET":
         return render(request, template, _policies_context())
-    post = request.POST
-    form = {
-        "stage": post.get("stage", ""), "model_name": post.get("model_name", "").strip(),
-        "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
-        "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
-        "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
-        "archive_existing_on_approval": post.get("archive_existing_on_approval", ""),
-    }
-    error = ""
-    try:
-        if post.get("action") == "delete":
-            services.delete_stage_policy(user=request.user, stage=form["stage"], model_name=form["model_name"] or None)
-        else:
-            try:
-                spec = json.loads(form["checks"] or "[]")
-            except ValueError as exc:
-                raise InvalidParameter(f"Checks must be a JSON list: {exc}") from None
-            if not form["min_approvals"].strip().isdigit():
-                raise InvalidParameter("Minimum approvals must be a whole number from 1 to 20.")
-            services.set_stage_policy(
-                user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
-                requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
-                approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
-                archive_existing_on_approval={"true": True, "false": False}.get(form["archive_existing_on_approval"]),
-            )
-    except MlflowError as exc:
-        error = exc.message
+    form = _policy_form(request.POST)
+    error = _save_policy(request, form)
     context = _policies_context(error=error, form=form if error else None)
     if request.htmx:
         return render(request, template + "#policies-panel", context)
@@ -524,3 +536,159 @@ def settings_policies(request):
     messages.success(request, "Stage policies updated.")
     return redirect("approvals:settings_policies")
 
+
+def _model_policies_context(model, *, error: str = "", form: dict | None = None) -> dict:
+    from registry.services import stage_names
+
+    stages = stage_names()
+    rows = {p.stage: p for p in StagePolicy.objects.filter(model=model)}
+    globals_ = {p.stage: p for p in StagePolicy.objects.filter(model__isnull=True)}
+    effective = []
+    for stage in stages:
+        policy = effective_policy(model=model, stage=stage)
+        policy.checks_text = ", ".join(checks.describe(c) for c in policy.checks) or "—"
+        policy.own, policy.floor = rows.get(stage), globals_.get(stage)
+        effective.append(policy)
+    return {
+        "model": model, "effective": effective, "stages": stages, "approver_levels": APPROVER_LEVELS,
+        "policy_error": error, "policy_form": form or {"requires_approval": True, "min_approvals": "1", "checks": "[]"},
+        "can_manage": True, "tab": "policies", "nav_section": "models",
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def model_policies(request, name: str):
+    """A model's Stage policies tab (CAN_MANAGE): tighten the global policy of a stage for this model.
+    Lowering it is refused (200 with the message beside the form, nothing saved) unless a superuser does it."""
+    model, _ = get_model(request.user, name, perms.CAN_MANAGE)
+    template = "approvals/model_policies.html"
+    if request.method == "GET":
+        return render(request, template, _model_policies_context(model))
+    form = _policy_form(request.POST, model_name=model.name)
+    error = _save_policy(request, form)
+    context = _model_policies_context(model, error=error, form=form if error else None)
+    if request.htmx:
+        return render(request, template + "#model-policies-panel", context)
+    if error:
+        return render(request, template, context)
+    messages.success(request, "Stage policies updated.")
+    return redirect(reverse("approvals:model_policies", args=[model.name]))
+
+
+# --------------------------------------------------------------------------- evaluation panel and datasets
+
+
+def _metric_rows(ev, holder_ev, metrics) -> list[dict]:
+    from approvals.evaluation import lower_is_better
+
+    rows = []
+    for name in metrics:
+        mine = (ev.metrics or {}).get(name) if ev else None
+        theirs = (holder_ev.metrics or {}).get(name) if holder_ev else None
+        row = {"name": name, "value": mine, "holder": theirs, "direction": "lower" if lower_is_better(name) else "higher"}
+        if mine is not None and theirs is not None:
+            row["delta"] = mine - theirs
+            row["better"] = (mine <= theirs) if lower_is_better(name) else (mine >= theirs)
+        rows.append(row)
+    return rows
+
+
+def _evaluation_context(request, mv, level, *, error: str = "") -> dict:
+    from approvals.evaluation import evaluable, stage_holder
+    from approvals.models import Evaluation, VersionSignature
+
+    model = mv.registered_model
+    stage = "Production"
+    holder = stage_holder(mv, stage)
+    datasets = list(model.evaluation_datasets.all())
+    latest = {}
+    for ev in Evaluation.objects.filter(version__in=[v for v in (mv, holder) if v], dataset__in=datasets).order_by("id"):
+        latest[(ev.version_id, ev.dataset_id)] = ev  # the newest wins
+    panels = []
+    for ds in datasets:
+        ev = latest.get((mv.pk, ds.pk))
+        holder_ev = latest.get((holder.pk, ds.pk)) if holder else None
+        holder_ev = holder_ev if holder_ev and holder_ev.status == "SUCCEEDED" and holder_ev.dataset_digest == ds.digest else None
+        panels.append({"dataset": ds, "evaluation": ev, "holder_evaluation": holder_ev,
+                       "metrics": _metric_rows(ev if ev and ev.status == "SUCCEEDED" else None, holder_ev, ds.metrics),
+                       "finished": ms_to_datetime(ev.finished_timestamp) if ev and ev.finished_timestamp else None})
+    return {
+        "model": model, "mv": mv, "holder": holder, "holder_stage": stage, "panels": panels,
+        "signature_check": VersionSignature.objects.filter(version=mv).first(),
+        "running": any(p["evaluation"] and p["evaluation"].status == "RUNNING" for p in panels),
+        "can_run": perms.at_least(level, perms.CAN_EDIT) and evaluable(mv) and bool(datasets),
+        "evaluable": evaluable(mv), "error": error, "nav_section": "models",
+    }
+
+
+def _render_evaluation(request, mv, level, *, error: str = ""):
+    template = "approvals/evaluation_panel.html"
+    partial = registry_views.wants_partial(request, "evaluation-panel")
+    return render(request, template + "#evaluation-panel" if partial else template, _evaluation_context(request, mv, level, error=error))
+
+
+@require_GET
+def evaluation_panel(request, name: str, version: int):
+    """The version page's Evaluation panel (loaded there by htmx; a page of its own without JS)."""
+    mv, level = get_version(request.user, name, version)
+    return _render_evaluation(request, mv, level)
+
+
+@require_POST
+def run_evaluation(request, name: str, version: int):
+    """Re-run the version's evaluations (CAN_EDIT): approvals.evaluation.request_evaluation."""
+    from approvals.evaluation import request_evaluation
+
+    mv, level = get_version(request.user, name, version)
+    try:
+        request_evaluation(user=request.user, name=mv.registered_model.name, version=mv.version,
+                           dataset=request.POST.get("dataset") or None)
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.message) from None
+    except MlflowError as error:
+        return _render_evaluation(request, mv, level, error=error.message)
+    if request.htmx:
+        return _render_evaluation(request, mv, level)
+    messages.success(request, "Evaluation queued.")
+    return redirect(reverse("approvals:evaluation_panel", args=[mv.registered_model.name, mv.version]))
+
+
+def _datasets_context(model, level, *, error: str = "", form: dict | None = None) -> dict:
+    from approvals.evaluation import METRICS
+
+    datasets = list(model.evaluation_datasets.select_related("created_by"))
+    for ds in datasets:
+        ds.created = ms_to_datetime(ds.creation_timestamp)
+    return {"model": model, "datasets": datasets, "can_manage": perms.at_least(level, perms.CAN_MANAGE), "error": error,
+            "form": form or {"task": "regression"}, "task_metrics": METRICS, "nav_section": "models"}
+
+
+@require_http_methods(["GET", "POST"])
+def model_datasets(request, name: str):
+    """The model page's evaluation datasets (htmx-loaded there); managers attach CSV/Parquet files."""
+    from approvals.evaluation import attach_evaluation_dataset
+
+    model, level = get_model(request.user, name)
+    template = "approvals/model_datasets.html"
+    partial = template + "#model-datasets"
+    if request.method == "POST":
+        form = {k: request.POST.get(k, "") for k in ("dataset", "target", "task", "description")}
+        upload = request.FILES.get("file")
+        try:
+            if not perms.at_least(level, perms.CAN_MANAGE):
+                raise PermissionDenied("Permission denied: attaching evaluation datasets needs CAN_MANAGE.")
+            if upload is None:
+                raise InvalidParameter("Choose a CSV or Parquet file.")
+            attach_evaluation_dataset(user=request.user, model_name=model.name, name=form["dataset"], target=form["target"],
+                                      task=form["task"], metrics=request.POST.getlist("metrics"), data=upload.read(),
+                                      filename=upload.name, description=form["description"])
+        except PermissionDenied as error:
+            raise DjangoPermissionDenied(error.message) from None
+        except MlflowError as error:
+            return render(request, partial if request.htmx else template,
+                          _datasets_context(model, level, error=error.message, form=form))
+        if not request.htmx:
+            messages.success(request, "Dataset attached.")
+            return redirect(reverse("approvals:model_datasets", args=[model.name]))
+    wants = registry_views.wants_partial(request, "model-datasets") or request.method == "POST"
+    return render(request, partial if wants else template, _datasets_context(model, level))

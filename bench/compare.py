@@ -545,7 +545,8 @@ def report_mix(title: str, results: dict, *, timeouts: dict | None = None, width
 
 def stagegate_command(venv_bin: Path, port: int, args) -> list[str]:
     gunicorn = [str(venv_bin / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-                "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30"]
+                "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30",
+                "--limit-request-line", "0", "--limit-request-field_size", "16384"]
     if args.jobs != "celery":
         return gunicorn
     # One session for both, so the sampler sees the worker (and stop() ends it).

@@ -178,7 +178,8 @@ def main():
 
     port = free_port()
     server = Server(log_name, [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                               "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30"], env, port, "/health")
+                               "--workers", str(args.workers), "--threads", "4", "--worker-class", "gthread", "--keep-alive", "30",
+                               "--limit-request-line", "0", "--limit-request-field_size", "16384"], env, port, "/health")
     if args.mlflow:  # the same timeout for both
         client = TimeoutClient("stagegate", server.url, {"Authorization": f"Bearer {token}"}, timeout=args.timeout)
     else:

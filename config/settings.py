@@ -7,10 +7,12 @@ STAGEGATE_ARTIFACTS_S3_BUCKET switch it to PostgreSQL, Redis and S3.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,6 +79,21 @@ if SECURE:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# Content-Security-Policy on every page (Django's own middleware): scripts only from our static files
+# (no inline script, no eval: htmx runs with allowEval off, see templates/base.html), styles from our
+# files plus the nonce Django admin's one inline <style> carries; style="" attributes stay allowed
+# (style-src-attr): ~70 of them set widths and spacing in the templates, none drives behaviour.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -87,6 +104,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "axes",
     "core",
     "tracking",
     "registry",
@@ -96,6 +114,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -105,6 +124,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a sign-in refused for a lockout into core.auth.lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # The JSON API's own, shorter chain (core/wsgi.py): security headers, and the session so a signed-in
@@ -115,11 +136,17 @@ API_MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 
+# Larger request bodies get 413 RESOURCE_EXHAUSTED on the API. MLflow's server takes JSON bodies with
+# up to a 16 MB dataset profile (Django's default stops at 2.5 MB): 32 MB by default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STAGEGATE_MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 # The MLflow API paths have no trailing slash; never redirect them.
 APPEND_SLASH = False
+# A 16 KiB query string (what MLflow's server reads) holds up to ~4000 fields; Django's default is 1000.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
 
 TEMPLATES = [
     {
@@ -131,6 +158,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
                 "core.context_processors.navigation",
             ],
         },
@@ -163,6 +191,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out user or address before any password is checked (core/auth.py).
+    "core.auth.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
     # OpenID Connect sign-in (core/oidc.py); it authenticates only the SSO callback, and only when an issuer is set.
@@ -189,6 +219,21 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# Throttled password guessing (django-axes; core/auth.py): the sign-in form, the admin's login and HTTP
+# Basic on the API lock a user name OR a client address after this many failures, for this long after
+# the last one. API tokens are never locked out.
+AXES_FAILURE_LIMIT = env_int("STAGEGATE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("STAGEGATE_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Attempts refused during a lockout do not extend it: it ends a cool-off after the failure that started it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "core.auth.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "core.auth.client_ip"
+AXES_VERBOSE = False
+# Reverse proxies in front of the server that append to X-Forwarded-For (0: the address is REMOTE_ADDR).
+STAGEGATE_TRUSTED_PROXIES = env_int("STAGEGATE_TRUSTED_PROXIES", 0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -214,6 +259,12 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 ARTIFACT_ROOT = Path(env_str("STAGEGATE_ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 ARTIFACTS_S3_BUCKET = env_str("STAGEGATE_ARTIFACTS_S3_BUCKET")
 if ARTIFACTS_S3_BUCKET:
+    from boto3.s3.transfer import TransferConfig
+
+    # Uploads stream in 8 MB parts with at most two parts in memory: boto3 buffers ten by default, more
+    # than a 64 MB upload (s3transfer's knob, not among boto3's arguments). Copies use the same part size.
+    _S3_TRANSFER = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
+    _S3_TRANSFER.max_in_memory_upload_chunks = 2
     ARTIFACT_STORAGE = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -226,6 +277,7 @@ if ARTIFACTS_S3_BUCKET:
             "file_overwrite": True,
             "default_acl": None,
             "querystring_auth": False,
+            "transfer_config": _S3_TRANSFER,
         },
     }
 else:
@@ -258,6 +310,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.5,
 }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "stagegate")
+# Model evaluations (approvals.evaluation) run on a queue of their own: serve it with a worker
+# started with `-Q evaluation` (or add it to the main worker's queues).
+STAGEGATE_EVALUATION_QUEUE = env_str("STAGEGATE_EVALUATION_QUEUE", "evaluation")
+CELERY_TASK_ROUTES = {f"approvals.tasks.{name}": {"queue": STAGEGATE_EVALUATION_QUEUE}
+                      for name in ("evaluate_ready_version", "run_evaluation")}
+STAGEGATE_EVALUATION_TIMEOUT = env_int("STAGEGATE_EVALUATION_TIMEOUT", 300)  # seconds per evaluation subprocess
+STAGEGATE_EVALUATION_MEMORY_MB = env_int("STAGEGATE_EVALUATION_MEMORY_MB", 4096)  # its address-space limit
+STAGEGATE_EVALUATION_MAX_DATASET_MB = env_int("STAGEGATE_EVALUATION_MAX_DATASET_MB", 100)
+STAGEGATE_EVALUATION_SCRATCH = Path(env_str("STAGEGATE_EVALUATION_SCRATCH", str(VAR_DIR / "evaluation")))
+STAGEGATE_MODEL_SIGNATURE_FILE = env_str("STAGEGATE_MODEL_SIGNATURE_FILE", "model.sig")
+STAGEGATE_SIGSTORE_TRUST_CONFIG = env_str("STAGEGATE_SIGSTORE_TRUST_CONFIG", "")
 CELERY_BEAT_SCHEDULE = {}
 # Registry outbox and registration sweeps: re-enqueue what the broker lost.
 CELERY_BEAT_SCHEDULE["registry-sweep-events"] = {"task": "registry.tasks.sweep_events", "schedule": 60.0}

@@ -2,11 +2,12 @@
 
 Why not django-ninja: the MLflow client judges us on exact error texts
 ("Missing value for required parameter 'name'. …", "Invalid value 123 for
-parameter …"), on a body that is not JSON being read as `{}`, and on
-Content-Type rules; a schema layer would have to be fought at every one of
+parameter …") and on Content-Type rules; a schema layer would have to be fought at every one of
 those, and it costs CPU on the hottest endpoints (`registered-models/get` is
 called before almost every registry call). One decorator and one small
 parameter reader give the exact wire behaviour with nothing in between.
+
+The decorator is also the input gate (core.validation): no endpoint can skip it.
 """
 
 import base64
@@ -24,21 +25,25 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
-from django.db import models
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.db import DataError, models
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from core import auth as lockout
 from core.errors import (
     EndpointNotFound,
     InvalidParameter,
     MlflowError,
     Unauthenticated,
+    render_value,
     invalid_value,
     missing_parameter,
 )
 from core.models import ApiToken, hash_token  # noqa: F401  (hash_token re-exported for tests)
+from core.validation import check_int64, check_query, loads_bounded, parse_json_body
 
 log = logging.getLogger("stagegate.api")
 
@@ -57,11 +62,14 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return (username, password) if sep else None
 
 
-def _user_from_basic(header: str):
+def _user_from_basic(header: str, request: HttpRequest):
     creds = _basic_credentials(header)
     if creds is None:
         return None
     username, password = creds
+    # Throttled guessing (core.auth, django-axes): a locked-out user name or address is refused before
+    # any password check, even with a credential verified (and cached) before the lockout began.
+    lockout.refuse_if_locked_out(request, username)
     User = get_user_model()
     # The cache key holds a hash of the whole credential, never the password itself.
     key = "basic-auth:" + hashlib.sha256(header.encode()).hexdigest()
@@ -75,6 +83,7 @@ def _user_from_basic(header: str):
         cache.delete(key)
     user = User.objects.filter(username=username, is_active=True).first()
     if user is None or not user.check_password(password):
+        lockout.record_failed_password(request, username)
         return None
     cache.set(key, (user.pk, user.password), settings.STAGEGATE_BASIC_AUTH_CACHE_SECONDS)
     return user
@@ -140,7 +149,7 @@ def authenticate_api_request(request: HttpRequest):
     if scheme == "bearer":
         user = _user_from_bearer(header)
     elif scheme == "basic":
-        user = _user_from_basic(header)
+        user = _user_from_basic(header, request)
     elif request.method in ("GET", "HEAD") and request.user.is_authenticated:
         # The browser session reads the API too (links from pages); writes need a credential.
         user = request.user
@@ -159,7 +168,8 @@ class Params:
     """Reads MLflow request parameters from a GET query string or a JSON body.
 
     GET values are strings (repeated keys for lists); JSON values are typed and
-    checked. Errors are MLflow's exact texts.
+    checked. Errors are MLflow's exact texts. A malformed body is refused (400),
+    where MLflow would read it as {}.
     """
 
     __slots__ = ("data", "is_query")
@@ -172,17 +182,14 @@ class Params:
     def from_request(cls, request: HttpRequest) -> "Params":
         if request.method in ("GET", "HEAD"):
             return cls(request.GET, is_query=True)
-        body = request.body
-        data = {}
-        if body:
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                # MLflow treats an unparsable body as empty, so the caller gets
-                # the "missing parameter" error rather than a parse error.
-                data = {}
-        if not isinstance(data, dict):
-            data = {}
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise MlflowError(
+                f"The request body is larger than this server accepts ({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).",
+                error_code="RESOURCE_EXHAUSTED", status=413,
+            ) from None
+        data = parse_json_body(body)
         if not data and request.GET:
             # DELETE/PATCH callers that put arguments in the query string still work.
             return cls(request.GET, is_query=True)
@@ -217,10 +224,10 @@ class Params:
         if isinstance(value, bool):
             raise invalid_value(name, value)
         if isinstance(value, int):
-            return value
+            return check_int64(value, name)
         if isinstance(value, str):
             try:
-                return int(value)
+                return check_int64(int(value), name)
             except ValueError:
                 pass
         raise invalid_value(name, value)
@@ -264,7 +271,7 @@ class Params:
             if not raw:
                 return []
             try:
-                value = json.loads(raw)
+                value = loads_bounded(raw)
             except ValueError:
                 raise invalid_value(name, raw) from None
         else:
@@ -290,7 +297,7 @@ class Params:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise invalid_value(name, value)
         try:
-            return int(value)
+            return check_int64(int(value), name)
         except ValueError:
             raise InvalidParameter(f"Parameter '{name}' must be an integer, got '{value}'.") from None
 
@@ -298,9 +305,12 @@ class Params:
         value = self.integer(name, default=default)
         if value is None:
             return default
-        if value < 0 or value > maximum:
+        if value > maximum:
+            # MLflow's schema check: the value as it arrived (a JSON number bare, a query string quoted).
+            raise invalid_value(name, self.raw(name))
+        if value < 0:
             raise InvalidParameter(
-                f'Invalid value "{value}" for parameter \'{name}\' supplied: '
+                f"Invalid value {render_value(self.raw(name))} for parameter '{name}' supplied: "
                 f"it must be between 0 and {maximum}."
             )
         return value
@@ -340,7 +350,7 @@ def decode_page_token(token: str | None) -> dict | None:
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        payload = loads_bounded(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidParameter("Invalid page token, could not base64-decode") from None
     if not isinstance(payload, dict):
@@ -439,7 +449,14 @@ def json_response(data: dict, *, status: int = 200) -> HttpResponse:
 
 
 def error_response(error: MlflowError) -> HttpResponse:
-    response = json_response(error.to_json(), status=error.status)
+    data = error.to_json()
+    try:
+        data["message"].encode()
+    except UnicodeEncodeError:  # a lone surrogate quoted from the request: answer it escaped, not with a 500
+        data["message"] = data["message"].encode("utf-8", "backslashreplace").decode()
+    response = json_response(data, status=error.status)
+    for name, value in getattr(error, "headers", {}).items():
+        response[name] = value
     if error.status == 401:
         response["WWW-Authenticate"] = 'Basic realm="stagegate", Bearer'
     return response
@@ -469,6 +486,10 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
         @wraps(fn)
         def view(request: HttpRequest, *args, **kwargs):
             try:
+                if request.method == "HEAD" and "GET" in allowed:
+                    # As Flask does for MLflow's GET routes: run the GET (the server drops the body).
+                    # The view sees GET, so no branch of it can take a HEAD for a write.
+                    request.method = "GET"
                 if request.method not in allowed:
                     response = json_response(
                         {
@@ -481,6 +502,8 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
                     return response
                 if auth:
                     request.user = authenticate_api_request(request)
+                # The input gate: every endpoint's query string, URL arguments and JSON body pass here.
+                check_query(request.GET, kwargs)
                 if body == "json":
                     if request.method in JSON_METHODS:
                         _check_content_type(request)
@@ -490,10 +513,18 @@ def api_view(methods: str | tuple[str, ...], *, auth: bool = True, body: str = "
                 result = fn(request, params, *args, **kwargs)
             except MlflowError as error:
                 return error_response(error)
+            except (RequestDataTooBig, TooManyFieldsSent) as exc:
+                # Django's own limits (body size, number of query fields): MLflow's JSON, not an HTML 400.
+                return error_response(InvalidParameter(f"Bad Request. {exc}"))
+            except DataError as error:
+                # A backstop, not the rule: input the gate and the services should have refused.
+                log.warning("database refused a value that passed validation on %s: %s", request.path, error)
+                return error_response(InvalidParameter(f"Invalid parameter value: {str(error).splitlines()[0]}"))
             if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result if result is not None else {})
 
+        view.allowed_methods = allowed  # read by the fuzz test, which enumerates every endpoint
         return view
 
     return decorator

@@ -184,6 +184,18 @@ def list_dir(path: str) -> list[dict]:
                         entries.append({"path": entry.name, "is_dir": False, "file_size": entry.stat().st_size})
         except (FileNotFoundError, NotADirectoryError):
             return []
+    elif _is_s3(storage):
+        # One ListObjectsV2 call per 1,000 keys, sizes included (storage.size() would HEAD every file).
+        prefix = _s3_prefix(storage, path)
+        for page in _s3_pages(storage, prefix, delimiter="/"):
+            for common in page.get("CommonPrefixes", ()):
+                name = common["Prefix"][len(prefix):].rstrip("/")
+                if name and not _hidden(name):
+                    entries.append({"path": name, "is_dir": True})
+            for obj in page.get("Contents", ()):
+                name = obj["Key"][len(prefix):]
+                if name and not _hidden(name):
+                    entries.append({"path": name, "is_dir": False, "file_size": obj["Size"]})
     else:
         try:
             dirs, files = storage.listdir(path)
@@ -283,6 +295,22 @@ def _is_s3(storage) -> bool:
     return hasattr(type(storage), "bucket") and hasattr(storage, "_normalize_name")
 
 
+def _s3_prefix(storage, path: str) -> str:
+    """The key prefix of everything below the folder `path` (ends with "/" unless it is the bucket root)."""
+    from storages.utils import clean_name
+
+    key = storage._normalize_name(clean_name(path)) if path else storage._normalize_name("")
+    return key + "/" if key and not key.endswith("/") else key
+
+
+def _s3_pages(storage, prefix: str, *, delimiter: str | None = None) -> Iterator[dict]:
+    """ListObjectsV2 pages below `prefix`; the paginator follows continuation tokens past 1,000 keys."""
+    params = {"Bucket": storage.bucket_name, "Prefix": prefix}
+    if delimiter:
+        params["Delimiter"] = delimiter
+    yield from storage.connection.meta.client.get_paginator("list_objects_v2").paginate(**params)
+
+
 def _open_s3(storage, path: str) -> RemoteBody:
     """Stream the object straight from GetObject. S3Storage.open() would first copy the
     whole object into a SpooledTemporaryFile, in memory unless AWS_S3_MAX_MEMORY_SIZE is set."""
@@ -322,6 +350,12 @@ class _CountingReader:
 
     def seekable(self) -> bool:
         return False
+
+    # Django's File and django-storages ask a wrapped stream whether it is closed (S3Storage._save).
+    closed = False
+
+    def close(self) -> None:
+        pass
 
 
 def save_stream(path: str, stream, *, chunk_size: int = CHUNK_SIZE, expected_size: int | None = None) -> int:
@@ -416,6 +450,13 @@ def walk(path: str) -> Iterator[tuple[str, int]]:
                 full = os.path.join(folder, name)
                 rel = name if rel_folder == "." else f"{rel_folder.replace(os.sep, '/')}/{name}"
                 found.append((rel, os.path.getsize(full)))
+    elif _is_s3(storage):
+        prefix = _s3_prefix(storage, path)
+        for page in _s3_pages(storage, prefix):
+            for obj in page.get("Contents", ()):
+                rel = obj["Key"][len(prefix):]
+                if rel and not rel.endswith("/") and not any(_hidden(part) for part in rel.split("/")):
+                    found.append((rel, obj["Size"]))
     else:
         stack = [""]
         while stack:
@@ -449,6 +490,14 @@ def delete(path: str) -> None:
             os.unlink(local)
         return
     files = list(walk(path))
+    if _is_s3(storage) and files:
+        # DeleteObjects: up to 1,000 keys per request.
+        keys = [storage._normalize_name(join(path, rel)) for rel, _ in files]
+        client = storage.connection.meta.client
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start:start + 1000]]
+            client.delete_objects(Bucket=storage.bucket_name, Delete={"Objects": batch, "Quiet": True})
+        return
     for rel, _ in files:
         storage.delete(join(path, rel))
     if not files:
@@ -508,6 +557,9 @@ def copy_tree(src: str, dst: str) -> dict:
     src, dst = normalize_path(src), normalize_path(dst)
     if not dst or src == dst or dst.startswith(src + "/") or src.startswith(dst + "/") or not src:
         raise InvalidParameter(f"Cannot copy artifacts from '{src}' to '{dst}': the folders overlap")
+    storage = get_storage()
+    if _is_s3(storage):
+        return _copy_tree_s3(storage, src, dst)
     entries, total, count = [], 0, 0
     for rel, _size in list(walk(src)):
         with open_file(join(src, rel)) as f:
@@ -518,8 +570,40 @@ def copy_tree(src: str, dst: str) -> dict:
     return {"file_count": count, "size": total, "checksum": _tree_digest(entries)}
 
 
+def _copy_tree_s3(storage, src: str, dst: str) -> dict:
+    """copy_tree inside the bucket: each object is copied by S3 itself (CopyObject, or UploadPartCopy
+    parts for large ones), so the bytes never travel through this server to be stored again. The
+    source is still read once, streamed, for the checksum."""
+    client = storage.connection.meta.client
+    entries, total = [], 0
+    for rel, size in list(walk(src)):
+        entries.append((rel, file_sha256(join(src, rel))))
+        source = {"Bucket": storage.bucket_name, "Key": storage._normalize_name(join(src, rel))}
+        client.copy(source, storage.bucket_name, storage._normalize_name(join(dst, rel)), Config=storage.transfer_config)
+        total += size
+    return {"file_count": len(entries), "size": total, "checksum": _tree_digest(entries)}
+
+
 def read_text(path: str, max_bytes: int = CHUNK_SIZE) -> str:
     """The start of a text artifact (at most `max_bytes`), decoded as UTF-8 with replacement."""
     with open_file(path) as f:
         data = f.read(max_bytes)
     return data.decode("utf-8", errors="replace")
+
+
+def download_tree(path: str, dest: str) -> dict:
+    """Copy every file below the artifact folder `path` into the local folder `dest` (created).
+    Returns `{"file_count", "size", "checksum"}` computed as copy_tree does."""
+    path = normalize_path(path)
+    entries, total, count = [], 0, 0
+    for rel, _size in list(walk(path)):
+        target = os.path.join(dest, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        digest = hashlib.sha256()
+        with open_file(join(path, rel)) as src, open(target, "wb") as out:
+            while chunk := src.read(CHUNK_SIZE):
+                digest.update(chunk)
+                total += out.write(chunk)
+        entries.append((rel, digest.hexdigest()))
+        count += 1
+    return {"file_count": count, "size": total, "checksum": _tree_digest(entries)}

@@ -5,6 +5,8 @@ Services raise these; the API layer turns them into MLflow's error JSON
 and HTML views show the message on the page.
 """
 
+import json
+
 # error_code -> HTTP status, as the real MLflow 3.18 server maps them.
 STATUS_BY_CODE = {
     "INVALID_PARAMETER_VALUE": 400,
@@ -22,6 +24,7 @@ STATUS_BY_CODE = {
     "REQUEST_LIMIT_EXCEEDED": 429,
     "RESOURCE_EXHAUSTED": 429,
     "INTERNAL_ERROR": 500,
+    "NOT_IMPLEMENTED": 501,
     "TEMPORARILY_UNAVAILABLE": 503,
 }
 
@@ -74,6 +77,12 @@ class EndpointNotFound(MlflowError):
     error_code = "ENDPOINT_NOT_FOUND"
 
 
+class NotImplementedByServer(MlflowError):
+    """An MLflow feature this server does not offer (multipart and presigned transfers): 501."""
+
+    error_code = "NOT_IMPLEMENTED"
+
+
 def missing_parameter(name: str) -> InvalidParameter:
     return InvalidParameter(
         f"Missing value for required parameter '{name}'. "
@@ -83,18 +92,16 @@ def missing_parameter(name: str) -> InvalidParameter:
 
 def invalid_value(name: str, value) -> InvalidParameter:
     return InvalidParameter(
-        f"Invalid value {_render(value)} for parameter '{name}' supplied:  "
+        f"Invalid value {render_value(value)} for parameter '{name}' supplied:  "
         f"Hint: Value was of type '{type(value).__name__}'. "
         "See the API docs for more information about request parameters."
     )
 
 
-def _render(value) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
+def render_value(value) -> str:
+    """The value as mlflow.utils.validation.invalid_value writes it: compact JSON, keys sorted
+    (a string arrives quoted: `Invalid value "5" for parameter 'tags' supplied`)."""
     try:
-        return json.dumps(value)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return repr(value)

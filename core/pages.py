@@ -2,8 +2,14 @@
 
 from datetime import UTC, datetime
 
+import markdown
+import nh3
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from core.errors import DoesNotExist, InvalidParameter, PermissionDenied
 
@@ -52,3 +58,19 @@ def page_links(request, next_token: str | None) -> dict:
         "next_query": query_string(request, page_token=next_token) if next_token else "",
         "first_query": query_string(request, page_token=None),
     }
+
+
+def render_markdown(text: str | None) -> str:
+    """Markdown rendered, then sanitised (nh3 keeps only safe tags; links get rel=noopener)."""
+    if not text:
+        return ""
+    return mark_safe(nh3.clean(markdown.markdown(text, extensions=["fenced_code", "tables"])))
+
+
+def relative_time(value: datetime | None) -> str:
+    """"3 hours ago" (one unit, as MLflow's tables), "just now" under a minute; "" for no time."""
+    if value is None:
+        return ""
+    if (timezone.now() - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value, depth=1)} ago"

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from core import oidc, services
 from core.errors import DoesNotExist
@@ -21,13 +21,13 @@ MLFLOW_PROTOCOL_VERSION = "3.18.0"
 
 
 @login_not_required
-@require_GET
+@require_safe  # HEAD too, as MLflow's server: load balancers probe with it
 def health(request):
     return HttpResponse("OK", content_type="text/plain")
 
 
 @login_not_required
-@require_GET
+@require_safe
 def version(request):
     return HttpResponse(MLFLOW_PROTOCOL_VERSION, content_type="text/plain")
 

@@ -20,6 +20,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from core.errors import InvalidParameter, PermissionDenied
+from core.validation import check_int64
 from monitoring import access, catalog, security
 from monitoring.models import AuditRecord, DeliveryAttempt, Notification, Watch, Webhook, WebhookDelivery
 from registry import access as registry_access
@@ -808,7 +809,7 @@ def parse_timestamp(value) -> int:
     if value is None or value == "":
         raise InvalidParameter("Missing value for required parameter 'timestamp'. See the API docs for more information about request parameters.")
     if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
-        return int(value)
+        return check_int64(int(value), "timestamp")
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

@@ -1,5 +1,6 @@
 from django.urls import path
 
+import core.converters  # noqa: F401  (registers <name:…>, which also takes newlines)
 from monitoring import views
 
 app_name = "monitoring"
@@ -15,6 +16,6 @@ urlpatterns = [
     path("monitoring/audit/", views.audit_log, name="audit_log"),
     path("monitoring/audit/export.jsonl", views.audit_export, name="audit_export"),
     path("monitoring/watches/", views.watch_list, name="watch_list"),
-    path("monitoring/models/<path:name>/watch", views.model_watch, name="model_watch"),
-    path("monitoring/models/<path:name>/history", views.model_history, name="model_history"),
+    path("monitoring/models/<name:name>/watch", views.model_watch, name="model_watch"),
+    path("monitoring/models/<name:name>/history", views.model_history, name="model_history"),
 ]

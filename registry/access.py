@@ -138,3 +138,32 @@ def artifact_rule(user, relative: str, *, write: bool) -> None:
     model = RegisteredModel.objects.filter(pk=pk).first()
     if model is not None and not registered_models_visible_to(user).filter(pk=pk).exists():
         raise DoesNotExist(f"No such artifact: '{relative}'")
+
+
+def get_registered_model_at_level(user, name: str, *, min_level: str = perms.CAN_READ, lock: bool = False, action: str = ""):
+    """The model by name with the caller's level checked against a level (the stage levels too:
+    CAN_MANAGE_STAGING_VERSIONS, …): 404 when invisible, 403 below `min_level`. `lock` takes the row
+    lock (inside a transaction): the first lock of every workflow step."""
+    if not name:
+        from core.errors import missing_parameter
+
+        raise missing_parameter("name")
+    qs = RegisteredModel.objects.all()
+    if lock:
+        qs = qs.select_for_update()
+    model = qs.filter(name=name).first()
+    if model is None:
+        raise not_found_model(name)
+    perms.require_level(user, model, min_level, not_found=not_found_model(name), action=action)
+    return model
+
+
+def get_model_version_at_level(user, name: str, version: int, *, min_level: str = perms.CAN_READ, action: str = ""):
+    """The version (with its model) by name and number; 404 when either is missing or invisible,
+    403 below `min_level`."""
+    mv = ModelVersion.objects.select_related("registered_model").filter(registered_model__name=name, version=version).first()
+    if mv is None:
+        # Do not tell an outsider whether the model exists.
+        raise not_found_version(name, version)
+    perms.require_level(user, mv.registered_model, min_level, not_found=not_found_version(name, version), action=action)
+    return mv

@@ -1,11 +1,13 @@
 """The MLflow model-registry REST endpoints (spec §2.1 rows 24-44), thin over registry.services."""
 
-from django.urls import path
+from django.urls import path, re_path
 
+from core import artifacts
 from core.api import Params, api_view, keyset_page
 from core.errors import invalid_value, missing_parameter
 from registry import access, reads, search, services
 from registry.models import ModelVersion
+from tracking.artifacts import send_below
 
 RM_MAX_RESULTS_DEFAULT, RM_MAX_RESULTS_MAX = 100, 1000
 MV_MAX_RESULTS_DEFAULT, MV_MAX_RESULTS_MAX = 10000, 200000
@@ -258,6 +260,15 @@ def get_model_version_download_uri(request, params: Params):
     return {"artifact_uri": mv.download_uri()}
 
 
+@api_view("GET")
+def get_model_version_artifact(request, params: Params):
+    """`GET /model-versions/get-artifact?name=&version=&path=`: one file of the version's download URI
+    (its own copy once READY), for readers of the model; the path is checked before the version."""
+    relative = artifacts.normalize_path(params.string("path", required=True))
+    mv = access.get_model_version_for_user(request.user, _name(params), _version(params))
+    return send_below(request.user, mv.download_uri(), relative)
+
+
 @api_view("POST")
 def set_model_version_tag(request, params: Params):
     name, version, key = _name(params), _version(params), params.string("key", required=True)
@@ -292,4 +303,9 @@ urlpatterns = [
     path("model-versions/get-download-uri", get_model_version_download_uri),
     path("model-versions/set-tag", set_model_version_tag),
     path("model-versions/delete-tag", delete_model_version_tag),
+]
+
+# At the site root; MLflow's own tests call it as `//model-versions/get-artifact` too.
+root_urlpatterns = [
+    re_path(r"^/*model-versions/get-artifact$", get_model_version_artifact),
 ]

@@ -11,12 +11,15 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 import yaml
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
+from django.urls import resolve, reverse
 
 from core.errors import AlreadyExists, InvalidParameter, InvalidState, missing_parameter
+from core.validation import check_display_name, check_key, check_path_name, invalid, loads_bounded
 from core.sql import execute_all, fetch, fetch_sets, insert_statement, instance, row_by_pk, select_plain
 from registry import access, reads, sources
 from registry.events import record_event, schedule_registration
@@ -55,6 +58,18 @@ def _validate_name(name: str | None, param: str = "name") -> str:
     return name
 
 
+def validate_new_name(name: str | None, param: str = "name") -> str:
+    """The rules for a name being given (create, rename): MLflow's path rule, no control or bidi
+    characters, and a page URL that leads back to this model. Lookups of existing (older) names skip them."""
+    name = check_path_name(check_display_name(_validate_name(name, param), param), param)
+    url = reverse("registry:model_detail", args=[name])
+    match = resolve(unquote(url))
+    if match.view_name != "registry:model_detail" or match.kwargs.get("name") != name:
+        raise invalid(param, name, f"the address of its page ({url}) is taken by another page; "
+                                   "leave out path parts such as '/versions/<n>' or '/permissions'.")
+    return name
+
+
 def _validate_tag(key: str | None, value) -> tuple[str, str]:
     if key is None or key == "":
         raise missing_parameter("key")
@@ -62,8 +77,7 @@ def _validate_tag(key: str | None, value) -> tuple[str, str]:
         raise InvalidParameter(f"Invalid value {key} for parameter 'key'")
     if len(key) > MAX_TAG_KEY_LENGTH:
         raise InvalidParameter(f"Tag key '{key[:40]}…' exceeds the maximum length of {MAX_TAG_KEY_LENGTH} characters.")
-    if ".." in key.split("/") or key.startswith("/"):
-        raise InvalidParameter(f"Invalid tag name: '{key}'")
+    check_key(key)
     value = "" if value is None else value
     if not isinstance(value, str):
         value = str(value)
@@ -192,6 +206,7 @@ def create_registered_model(*, name: str, user, description: str | None = None, 
     if RegisteredModel.objects.filter(name=name).exists():
         # Before the creation rule: mlflow.register_model on an existing model must see ALREADY_EXISTS.
         raise AlreadyExists(f"Registered Model (name={name}) already exists.")
+    validate_new_name(name)
     access.require_create(user)
     ts = now_ms()
     try:
@@ -227,7 +242,7 @@ def update_registered_model(*, name: str, user, description: str | None) -> Regi
 @transaction.atomic
 def rename_registered_model(*, name: str, new_name: str, user) -> RegisteredModel:
     """Rename; versions and aliases follow (they point at the row), files never move."""
-    new_name = _validate_name(new_name, "new_name")
+    new_name = validate_new_name(new_name, "new_name")
     model = _lock_model(user, name, action=access.MANAGE)
     if new_name == name:
         return model
@@ -432,7 +447,7 @@ def _link_logged_model(logged_model: LoggedModel, name: str, version: int) -> No
     entries = []
     if tag is not None:
         try:
-            entries = json.loads(tag.value)
+            entries = loads_bounded(tag.value)
         except ValueError:
             entries = []
         if not isinstance(entries, list):
@@ -551,12 +566,23 @@ def update_model_version(*, name: str, version: int, user, description: str | No
     return mv
 
 
-def direct_transition_guard(*, version: ModelVersion, stage: str, user) -> None:
-    """The governance hook: approvals decides whether this direct transition is allowed
-    (it raises PermissionDenied/InvalidState when the stage needs an approved request)."""
-    from approvals import policy
+# Who may make a direct stage change is governance's business, not the registry's: apps above the
+# registry append their guards here from AppConfig.ready() (approvals: its stage policies). The
+# registry never imports them.
+TRANSITION_GUARDS: list = []
 
-    policy.check_direct_transition(version=version, stage=stage, user=user)
+
+def register_transition_guard(guard) -> None:
+    """`guard(*, version, stage, user)` raises (PermissionDenied, InvalidState) to refuse a direct move."""
+    if guard not in TRANSITION_GUARDS:
+        TRANSITION_GUARDS.append(guard)
+
+
+def direct_transition_guard(*, version: ModelVersion, stage: str, user) -> None:
+    """Ask every registered guard whether this direct transition is allowed (approvals raises
+    PermissionDenied/InvalidState when the stage needs an approved request)."""
+    for guard in TRANSITION_GUARDS:
+        guard(version=version, stage=stage, user=user)
 
 
 @transaction.atomic

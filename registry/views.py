@@ -4,23 +4,19 @@ One template per page; the regions htmx swaps are `{% partialdef <dom-id> inline
 rendered alone (`"page.html#dom-id"`) for an htmx request. Every page runs a fixed number of
 queries whatever the number of rows (keyset paging, one query per kind of row on screen).
 
-The pages show governance beside the registry (requests, reviews, the policy's checks), so
-they read approvals' access helpers: those decide levels (404 invisible, 403 too low) for the
-API and the pages alike, and `available_actions` decides which buttons show.
+The pages show governance and monitoring beside the registry (requests, reviews, comments, who
+watches): those apps add their regions' context through PAGE_CONTEXT providers they register in
+their AppConfig.ready(); the registry never imports them.
 """
 
 import mimetypes
 import posixpath
 from collections import defaultdict
 
-import markdown
-import nh3
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from core import artifacts as artifact_store
@@ -29,7 +25,9 @@ from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
-from registry import reads, services
+from core.pages import render_markdown
+from core.validation import loads_bounded
+from registry import access, reads, services
 from registry.models import (
     Event,
     ModelVersion,
@@ -43,8 +41,6 @@ VERSIONS_PER_PAGE = 50
 HISTORY_ON_PAGE = 20
 HISTORY_PER_PAGE = 100
 ACTIVITY_ON_PAGE = 20
-OPEN_REQUESTS_ON_PAGE = 50
-COMMENTS_ON_PAGE = 200
 MAX_COMPARE = 10
 PREVIEW_BYTES = 64 * 1024
 MODEL_SORTS = {
@@ -60,24 +56,13 @@ MODEL_SORTS = {
 
 def get_model(user, name: str, min_level: str = perms.CAN_READ) -> tuple[RegisteredModel, str]:
     """(model, the user's level on it); 404 when invisible, 403 below `min_level`."""
-    from approvals import access as gov
-
-    model = _or_404(gov.get_registered_model_for_user, user, name, min_level=min_level)
+    model = _or_404(access.get_registered_model_at_level, user, name, min_level=min_level)
     return model, perms.effective_level(user, model)
 
 
 def get_version(user, name: str, version: int, min_level: str = perms.CAN_READ) -> tuple[ModelVersion, str]:
-    from approvals import access as gov
-
-    mv = _or_404(gov.get_model_version_for_user, user, name, version, min_level=min_level)
+    mv = _or_404(access.get_model_version_at_level, user, name, version, min_level=min_level)
     return mv, perms.effective_level(user, mv.registered_model)
-
-
-def render_markdown(text: str | None) -> str:
-    """Markdown rendered, then sanitised (nh3 keeps only safe tags; links get rel=noopener)."""
-    if not text:
-        return ""
-    return mark_safe(nh3.clean(markdown.markdown(text, extensions=["fenced_code", "tables"])))
 
 
 def model_url(model) -> str:
@@ -96,17 +81,53 @@ def _aliases_by_version(model) -> dict[int, list[str]]:
     return out
 
 
-# --------------------------------------------------------------------------- registry home
-
-
-def _pending_count():
-    from approvals.models import TransitionRequest
-
-    counts = (
-        TransitionRequest.objects.filter(model=OuterRef("pk"), status=TransitionRequest.PENDING)
-        .order_by().values("model").annotate(n=Count("pk")).values("n")
+def versions_by_run(user, run_ids: list[str]) -> dict[str, list]:
+    """{run id: the versions registered from it that `user` may see}, in one query, each with its
+    page's `url`: what the tracking pages show (registered in RegistryConfig.ready()). Visibility is
+    the registry's decision; the reverse relation would leak versions of private models."""
+    by_run = defaultdict(list)
+    versions = (
+        access.model_versions_visible_to(user).filter(source_run_id__in=run_ids).select_related("registered_model")
+        .order_by("registered_model__name", "version")
     )
-    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
+    for version in versions:
+        version.url = version_url(version.registered_model.name, version.version)
+        by_run[version.source_run_id].append(version)
+    return by_run
+
+
+# --------------------------------------------------------------------------- what higher apps add
+
+# The registry's pages show governance and monitoring beside the registry (requests, reviews,
+# comments, who watches), but the registry never imports those apps: they add to the pages here
+# from their AppConfig.ready(). A provider returns template context for one region of a page:
+#   "model_detail"      provider(request, *, model, level)  -> e.g. {"open_requests": [...], "watching": True}
+#   "version_workflow"  provider(request, *, mv, level)     -> e.g. {"requests": [...]}
+#   "version_detail"    provider(request, *, mv, level)     -> e.g. {"comments": [...]}
+#   "version_history"   provider(request, *, mv)            -> e.g. {"all_requests": [...]}
+# and MODEL_LIST_ANNOTATIONS names queryset annotations for the models list (e.g. pending_requests).
+PAGE_CONTEXT: dict[str, list] = {"model_detail": [], "version_workflow": [], "version_detail": [], "version_history": []}
+MODEL_LIST_ANNOTATIONS: dict = {}
+
+
+def register_page_context(page: str, provider) -> None:
+    if provider not in PAGE_CONTEXT[page]:
+        PAGE_CONTEXT[page].append(provider)
+
+
+def register_model_list_annotation(name: str, expression) -> None:
+    """`expression()` -> a queryset annotation over RegisteredModel (one subquery, no per-row query)."""
+    MODEL_LIST_ANNOTATIONS[name] = expression
+
+
+def contributed(page: str, request, **objects) -> dict:
+    context = {}
+    for provider in PAGE_CONTEXT[page]:
+        context.update(provider(request, **objects))
+    return context
+
+
+# --------------------------------------------------------------------------- registry home
 
 
 def _latest_per_stage(model_ids: list[int]) -> dict[int, list[ModelVersion]]:
@@ -133,7 +154,7 @@ def model_list(request):
     models = perms.filter_visible(request.user, RegisteredModel.objects.all())
     if query:
         models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
-    models = services.registered_model_queryset(models).annotate(pending_requests=_pending_count())
+    models = services.registered_model_queryset(models).annotate(**{name: expression() for name, expression in MODEL_LIST_ANNOTATIONS.items()})
     page_error = ""
     try:
         rows, next_token = keyset_page(models, order=MODEL_SORTS[sort], max_results=MODELS_PER_PAGE,
@@ -223,49 +244,19 @@ def _activity_feed(model) -> list[Event]:
     return events
 
 
-def _open_requests(user, level, *, model=None, version=None) -> list:
-    """Pending requests (of a model or one version) with their quorum and the caller's actions,
-    in a constant number of queries."""
-    from approvals import access as gov
-    from approvals import services as gov_services
-    from approvals.models import TransitionRequest
-    from approvals.policy import effective_policies
-
-    rows = TransitionRequest.objects.pending().select_related("model", "version", "version__registered_model").prefetch_related("reviews")
-    rows = rows.filter(version=version) if version is not None else rows.filter(model=model)
-    rows = list(rows.order_by("creation_timestamp", "id")[:OPEN_REQUESTS_ON_PAGE])
-    policies = effective_policies({(r.model_id, r.to_stage): (r.model, r.to_stage) for r in rows}.values())
-    for req in rows:
-        policy = policies[(req.model_id, req.to_stage)]
-        req.actions = gov.request_actions(user, level, req, policy)
-        req.can_approve = "APPROVE_TRANSITION_REQUEST" in req.actions
-        req.can_cancel = "CANCEL_TRANSITION_REQUEST" in req.actions
-        req.approvals = sum(1 for r in req.reviews.all() if r.decision == "APPROVED")
-        req.required = gov_services.quorum(policy)
-        req.policy_now = policy
-        req.refusal = gov.review_refusal(user, level, req, policy)
-        req.checks = (req.evidence or {}).get("on_approval") or (req.evidence or {}).get("on_request") or []
-        req.created = ms_to_datetime(req.creation_timestamp)
-        req.version_url = version_url(req.model.name, req.version.version)
-    return rows
-
-
 @require_GET
 def model_detail(request, name: str):
     model, level = _model_with_meta(request.user, name)
     if wants_partial(request, "versions-table") and request.htmx.target == "versions-table":
         return render(request, "registry/model_detail.html#versions-table", {"model": model, **_versions_page(request, model)})
-    from monitoring import services as monitoring_services
-
     context = {
         **_model_meta_context(request, model, level),
         **_versions_page(request, model),
         "level": level,
         "stages": services.stage_names(),
-        "open_requests": _open_requests(request.user, level, model=model),
         "activity": _activity_feed(model),
         "can_manage": perms.at_least(level, perms.CAN_MANAGE),
-        "watching": monitoring_services.is_watching(user=request.user, model=model),
+        **contributed("model_detail", request, model=model, level=level),
         "created": ms_to_datetime(model.creation_timestamp),
         "updated": ms_to_datetime(model.last_updated_timestamp),
         "tab": "overview",
@@ -281,13 +272,10 @@ def _meta_response(request, name: str, *, error: str = "", form: dict | None = N
     if request.htmx:
         return render(request, "registry/model_detail.html#model-meta", _model_meta_context(request, model, level, form=form))
     if error:
-        from monitoring import services as monitoring_services
-
         context = {
             **_model_meta_context(request, model, level, form=form), **_versions_page(request, model), "level": level,
-            "stages": services.stage_names(), "open_requests": _open_requests(request.user, level, model=model),
-            "activity": _activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
-            "watching": monitoring_services.is_watching(user=request.user, model=model), "tab": "overview",
+            "stages": services.stage_names(), "activity": _activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
+            **contributed("model_detail", request, model=model, level=level), "tab": "overview",
         }
         return render(request, "registry/model_detail.html", context)
     return redirect(model_url(model))
@@ -349,40 +337,21 @@ def _history(mv, *, limit: int | None = HISTORY_ON_PAGE, page_token: str | None 
     return rows, next_token
 
 
-def _comments(user, level, mv) -> list:
-    from approvals import access as gov
-    from approvals.models import Comment
-
-    # The newest COMMENTS_ON_PAGE, oldest first (a page never loads an unbounded thread).
-    rows = list(Comment.objects.filter(version=mv).order_by("-creation_timestamp", "-id")[:COMMENTS_ON_PAGE])[::-1]
-    for c in rows:
-        c.actions = gov.comment_actions(user, level, c)
-        c.when = ms_to_datetime(c.creation_timestamp)
-    return rows
-
-
 def workflow_context(request, mv, level, *, error: str = "", form: dict | None = None) -> dict:
     """The #version-workflow region: stage, status, pending requests with their review forms, the
-    transition history. Shared with the approvals views that change it."""
+    transition history. Shared with the approvals views that change it (the requests come from
+    the "version_workflow" providers)."""
     history, _ = _history(mv)
-    requests = _open_requests(request.user, level, version=mv)
     return {
         "mv": mv,
         "model": mv.registered_model,
         "level": level,
-        "requests": requests,
-        # The first request this viewer may decide: the page leads with reviewing it, not with a new request.
-        "can_review": next((r for r in requests if r.can_approve), None),
+        **contributed("version_workflow", request, mv=mv, level=level),
         "history": history,
         "history_url": reverse("registry:model_version_history", args=[mv.registered_model.name, mv.version]),
         "workflow_error": error,
         "workflow_form": form or {},
     }
-
-
-def comments_context(request, mv, level, *, error: str = "", text: str = "") -> dict:
-    return {"mv": mv, "model": mv.registered_model, "comments": _comments(request.user, level, mv),
-            "comment_error": error, "comment_text": text}
 
 
 def _version_meta_context(request, mv, level, *, form: dict | None = None) -> dict:
@@ -429,8 +398,6 @@ def _read_version_file(mv, name: str) -> str:
 
 def _signature(mv) -> dict | None:
     """The MLmodel signature as lists of columns ({name, type}) for the inputs and outputs."""
-    import json
-
     sig = mv.signature
     if not sig:
         return None
@@ -440,7 +407,7 @@ def _signature(mv) -> dict | None:
         if not raw:
             continue
         try:
-            cols = json.loads(raw) if isinstance(raw, str) else raw
+            cols = loads_bounded(raw) if isinstance(raw, str) else raw
         except ValueError:
             cols = []
         out[part] = [
@@ -458,7 +425,7 @@ def _version_context(request, mv, level) -> dict:
     return {
         **_version_meta_context(request, mv, level),
         **workflow_context(request, mv, level),
-        **comments_context(request, mv, level),
+        **contributed("version_detail", request, mv=mv, level=level),
         **_artifacts(mv, request.GET.get("path", "").strip("/")),
         "run": run,
         "logged_model": logged_model,
@@ -542,14 +509,9 @@ def model_version_history(request, name: str, version: int):
         rows, next_token = _history(mv, limit=None, page_token=request.GET.get("page_token") or None)
     except InvalidParameter as exc:
         rows, next_token, error = [], None, exc.message
-    from approvals.models import TransitionRequest
-
-    requests = list(TransitionRequest.objects.filter(version=mv).select_related("decided_by").order_by("-creation_timestamp", "-id")[:100])
-    for req in requests:
-        req.created = ms_to_datetime(req.creation_timestamp)
-        req.decided = ms_to_datetime(req.decided_timestamp)
     context = {
-        "mv": mv, "model": mv.registered_model, "history": rows, "history_error": error, "all_requests": requests,
+        "mv": mv, "model": mv.registered_model, "history": rows, "history_error": error,
+        **contributed("version_history", request, mv=mv),
         **page_links(request, next_token),
     }
     template = "registry/model_version_history.html"

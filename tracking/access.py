@@ -37,6 +37,11 @@ def check_create_experiment(user) -> None:
     perms.require_create(user, Experiment)
 
 
+def may_choose_artifact_location(user) -> bool:
+    """Only superusers may place an experiment's artifacts; everyone else gets the server's own location."""
+    return bool(getattr(user, "is_superuser", False))
+
+
 def parse_experiment_id(value) -> int:
     try:
         return int(str(value).strip())

@@ -48,11 +48,11 @@ class LatestMetricInline(admin.TabularInline):
 
 @admin.register(Run)
 class RunAdmin(EpochMsDatesMixin, admin.ModelAdmin):
-    list_display = ("run_uuid", "name", "experiment", "user_id", "status", "lifecycle_stage", "start_time")
+    list_display = ("run_uuid", "name", "experiment", "user_id", "owner", "status", "lifecycle_stage", "start_time")
     list_filter = ("status", "lifecycle_stage")
     search_fields = ("run_uuid", "name", "user_id")
     raw_id_fields = ("experiment", "owner")
-    list_select_related = ("experiment",)
+    list_select_related = ("experiment", "owner")
     inlines = [ParamInline, RunTagInline, LatestMetricInline]
 
 

@@ -19,7 +19,7 @@ from tracking.access import (
     visible_run_sql,
 )
 from tracking.models import (
-    RUN_INFO_FIELDS, Experiment, LoggedModel, attach_model_metrics, new_run_json, run_json, runs_to_mlflow,
+    RUN_INFO_FIELDS, Experiment, LoggedModel, Run, attach_model_metrics, new_run_json, run_json, runs_to_mlflow,
 )
 
 # --------------------------------------------------------------------------- experiments
@@ -117,6 +117,7 @@ def create_run(request, params):
         run_name=params.string("run_name"),
         start_time=params.integer("start_time"),
         tags=params.object_list("tags"),
+        user_id=params.string("user_id"),
     )
     return {"run": new_run_json(run, run.created_tags)}
 
@@ -286,6 +287,78 @@ def get_metric_history_bulk_interval(request, params):
     return {"metrics": [{**m.to_mlflow(), "run_id": m.run_id} for m in metrics]} if metrics else {}
 
 
+MAX_HISTORY_BULK_RESULTS, MAX_HISTORY_BULK_RUNS = 25000, 100
+
+
+@api_view("GET")
+def get_metric_history_bulk(request, params):
+    """`GET /ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=…&metric_key=` (the UI's charts), MLflow's texts."""
+    run_ids = params.string_list("run_id")
+    if not run_ids:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_HISTORY_BULK_RUNS:
+        raise InvalidParameter(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_HISTORY_BULK_RUNS} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    key = params.raw("metric_key")
+    if key is None:
+        raise InvalidParameter("GetMetricHistoryBulk request must specify a metric_key.")
+    max_results = min(params.integer("max_results", default=MAX_HISTORY_BULK_RESULTS), MAX_HISTORY_BULK_RESULTS)
+    runs = [get_run_for_user(request.user, run_id) for run_id in dict.fromkeys(run_ids)]
+    return {"metrics": search.metric_history_bulk(runs=runs, key=key, max_results=max_results)}
+
+
+@api_view("POST")
+def search_datasets(request, params):
+    """`POST /ajax-api/2.0/mlflow/experiments/search-datasets` (the UI's dataset filter), MLflow's texts."""
+    experiment_ids = params.string_list("experiment_ids")
+    if not experiment_ids:
+        raise InvalidParameter("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > 20:
+        raise InvalidParameter(
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            f"Received {len(experiment_ids)} experiment_ids."
+        )
+    summaries = search.dataset_summaries(user=request.user, experiment_ids=experiment_ids)
+    return {"dataset_summaries": summaries} if summaries else {}
+
+
+@api_view("POST")
+def create_promptlab_run(request, params):
+    """`POST /ajax-api/2.0/mlflow/runs/create-promptlab-run` (the UI's prompt lab), MLflow's texts."""
+    def required(name: str):
+        value = params.raw(name)
+        if not value:
+            raise InvalidParameter(f"CreatePromptlabRun request must specify {name}.")
+        return value
+
+    experiment_id = required("experiment_id")
+    values = {name: required(name) for name in ("prompt_template", "prompt_parameters", "model_route", "model_input")}
+    required("mlflow_version")
+    experiment = get_experiment_for_user(request.user, experiment_id, action="edit")
+    run = services.create_promptlab_run(
+        user=request.user,
+        experiment=experiment,
+        **values,
+        model_output=params.string("model_output"),
+        model_parameters=params.object_list("model_parameters"),
+        model_output_parameters=params.object_list("model_output_parameters"),
+        run_name=params.string("run_name"),
+        tags=params.object_list("tags"),
+        user_id=params.string("user_id") or "unknown",
+        start_time=params.integer("start_time"),
+    )
+    return {"run": Run.objects.for_mlflow().get(pk=run.pk).to_mlflow()}
+
+
+@api_view(("GET", "POST"))
+def gateway_proxy(request, params):
+    """`/ajax-api/2.0/mlflow/gateway-proxy`: no AI gateway here, answered as MLflow's server answers
+    without MLFLOW_DEPLOYMENTS_TARGET (an empty gateway), so the UI's probe gets no error."""
+    return {"endpoints": []}
+
+
 # --------------------------------------------------------------------------- logged models
 
 
@@ -392,4 +465,12 @@ urlpatterns = [
     path("logged-models/<str:model_id>/tags", set_logged_model_tags),
     path("logged-models/<str:model_id>/params", log_logged_model_params),
     path("logged-models/<str:model_id>/tags/<path:tag_key>", delete_logged_model_tag),
+]
+
+# Below /ajax-api/2.0/mlflow/ only: MLflow serves these as Flask routes for its UI.
+ajax_urlpatterns = [
+    path("metrics/get-history-bulk", get_metric_history_bulk),
+    path("experiments/search-datasets", search_datasets),
+    path("gateway-proxy", gateway_proxy),
+    path("runs/create-promptlab-run", create_promptlab_run),
 ]

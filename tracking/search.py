@@ -336,14 +336,27 @@ def _metric_joins(clauses: list[Clause], keys: list[OrderKey]) -> dict[str, str]
     return joins
 
 
+def _visible_runs(user, experiment_ids: list, run_view_type) -> QuerySet:
+    ids = [parse_experiment_id(e) for e in experiment_ids]
+    return Run.objects.filter(runs_visible_in(user, ids), lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"))
+
+
+def runs_matching(*, user, experiment_ids: list, filter_string: str | None, run_view_type) -> QuerySet:
+    """Every run the filter matches, unordered and unpaged: for the runs table's count and its
+    chart across all matching runs (search_runs gives the pages). Raises InvalidParameter."""
+    qs = _visible_runs(user, experiment_ids, run_view_type)
+    for clause in parse_filter(filter_string):
+        qs = qs.filter(_run_clause_q(clause))
+    return qs
+
+
 def search_runs(*, user, experiment_ids: list, filter_string: str | None, run_view_type, order_by: list[str],
                 max_results: int, page_token: str | None, prefetch: bool = True) -> tuple[list[Run], str | None]:
     """One page of runs, ready for Run.to_mlflow() (prefetched in a fixed number of queries).
 
     `prefetch=False` returns rows (named tuples) with only the RUN_INFO_FIELDS and the sort values,
     for callers that serialise with `runs_to_mlflow`."""
-    ids = [parse_experiment_id(e) for e in experiment_ids]
-    qs = Run.objects.filter(runs_visible_in(user, ids), lifecycle_stage__in=lifecycle_stages(run_view_type, "run_view_type"))
+    qs = _visible_runs(user, experiment_ids, run_view_type)
     clauses = parse_filter(filter_string)
     keys = parse_order_by(order_by)
     joins = _metric_joins(clauses, keys)
@@ -427,6 +440,41 @@ def metric_history_bulk_interval(*, runs: list[Run], key: str, max_results: int,
     return list(qs.order_by("run_id", "step", "timestamp", "pk"))
 
 
+def metric_history_bulk(*, runs: list[Run], key: str, max_results: int) -> list[dict]:
+    """MLflow's GetMetricHistoryBulk: the points of several runs, by (run id, timestamp, step, value),
+    at most `max_results` in all, each with its run_id."""
+    rows = (Metric.objects.filter(run__in=runs, key=key)
+            .order_by("run_id", "timestamp", "step", "value", "pk")
+            .values_list("key", "value", "is_nan", "timestamp", "step", "run_id")[:max(max_results, 0)])
+    return [{**metric_json(*row[:5]), "run_id": row[5]} for row in rows]
+
+
+MAX_DATASET_SUMMARIES_RESULTS = 1000
+
+
+def dataset_summaries(*, user, experiment_ids: list[str]) -> list[dict]:
+    """MLflow's SearchDatasets: distinct (experiment, dataset name, digest, context) of the runs' inputs
+    in the experiments the user may read; the others are left out silently, as MLflow drops unknown ids."""
+    ids = []
+    for value in experiment_ids:
+        try:
+            ids.append(int(value))
+        except (TypeError, ValueError):
+            continue
+    rows = (RunInput.objects
+            .filter(dataset__experiment__in=experiments_visible_to(user).filter(pk__in=ids))
+            .values_list("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+            .order_by("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+            .distinct()[:MAX_DATASET_SUMMARIES_RESULTS])
+    summaries = []
+    for experiment_id, name, digest, context in rows:
+        summary = {"experiment_id": str(experiment_id), "name": name, "digest": digest}
+        if context:
+            summary["context"] = context
+        summaries.append(summary)
+    return summaries
+
+
 # --------------------------------------------------------------------------- logged models
 
 LOGGED_MODEL_STRING_ATTRIBUTES = {
@@ -493,7 +541,10 @@ def _logged_model_order(qs: QuerySet, order_by: list[dict]) -> tuple[QuerySet, l
         if not field_name or not isinstance(field_name, str):
             raise InvalidParameter(f"Missing value for required parameter 'order_by[{i}].field_name'.")
         ascending = item.get("ascending", True) is not False
-        ctype, key = parse_order_by([field_name])[0].type, parse_order_by([field_name])[0].key
+        keys = parse_order_by([field_name])
+        if not keys:  # blank
+            raise InvalidParameter(f"Missing value for required parameter 'order_by[{i}].field_name'.")
+        ctype, key = keys[0].type, keys[0].key
         if ctype == "metric":
             prefix = f"ob{i}"
             points = Metric.objects.filter(model_id=OuterRef("pk"), key=key)

@@ -8,15 +8,21 @@ two writers on one run (log-batch from several threads) keep LatestMetric and
 the param "immutable once set" rule consistent.
 """
 
+import io
 import json
 import math
 import random
 from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
 
 from django.db import IntegrityError, connection, transaction
 
+from core import artifacts
+from core.artifacts import ARTIFACT_SCHEME
 from core.errors import AlreadyExists, DoesNotExist, InvalidParameter, missing_parameter
 from core.sql import execute_all, insert_statement, row_by_pk
+from core.validation import check_display_name, check_int64, loads_bounded
+from core.validation import check_key as check_mlflow_key
 from tracking.models import (
     ACTIVE,
     DELETED,
@@ -47,8 +53,11 @@ MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 MAX_DATASET_NAME_SIZE = 500
 MAX_DATASET_DIGEST_SIZE = 36
+MAX_ARTIFACT_LOCATION_LENGTH = 2048  # MLflow's MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH default
 
 RUN_NAME_TAG = "mlflow.runName"
+MLFLOW_USER_TAG = "mlflow.user"
+_LOGGED_MODEL_NAME_BAD_CHARS = ("/", ":", ".", "%", '"', "'")
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
@@ -67,10 +76,14 @@ def _check_key(key, path: str = "key") -> str:
         raise InvalidParameter(f"Invalid value {key!r} for parameter '{path}' supplied: expected a string.")
     if len(key) > MAX_ENTITY_KEY_LENGTH:
         raise _exceeds(path, MAX_ENTITY_KEY_LENGTH)
-    # MLflow refuses names that escape their folder in file stores; we keep the same rule.
-    if key.startswith("/") or ".." in key.split("/"):
-        raise InvalidParameter(f"Invalid value '{key}' for parameter '{path}' supplied: names may not be absolute or contain '..'.")
-    return key
+    # MLflow's characters, and no name a file store would resolve to another (`.`, `a/../b`, `/a`).
+    return check_mlflow_key(key, path)
+
+
+def _check_run_name(name, path: str = "run_name") -> str:
+    if len(name) > MAX_ENTITY_KEY_LENGTH:
+        raise _exceeds(path, MAX_ENTITY_KEY_LENGTH)
+    return check_display_name(name, path)
 
 
 def _check_value(value, path: str, limit: int) -> str:
@@ -113,20 +126,63 @@ def _tag_pairs(tags, path: str = "tags", value_limit: int = MAX_TAG_VAL_LENGTH) 
         if not isinstance(tag, dict):
             raise InvalidParameter(f"Invalid value {tag!r} for parameter '{path}[{index}]' supplied: expected an object.")
         key = _check_key(tag.get("key"), f"{path}[{index}].key")
-        pairs.append((key, _check_value(tag.get("value"), f"{path}[{index}].value", value_limit)))
+        value = _check_value(tag.get("value"), f"{path}[{index}].value", value_limit)
+        if key == RUN_NAME_TAG:
+            _check_run_name(value, f"{path}[{index}].value")
+        pairs.append((key, value))
     return pairs
 
 
 # --------------------------------------------------------------------------- experiments
 
 
+def check_artifact_location(*, user, location: str) -> None:
+    """An experiment's artifact_location as given on create. Without one the server assigns its own
+    (mlflow-artifacts:/<id>). Only superusers may give one (tracking.access), and not one on the server's
+    disk or in its store (those belong to the server and to other experiments), with `..`, or that
+    equals, holds or lies inside another experiment's location. Raises InvalidParameter."""
+    from tracking.access import may_choose_artifact_location
+
+    if not may_choose_artifact_location(user):
+        raise InvalidParameter(
+            "Only administrators may choose an experiment's artifact_location; leave it out and the server "
+            "assigns the experiment its own location."
+        )
+    if location.startswith("runs:"):  # MLflow's rule and text
+        raise InvalidParameter(f"Artifact location cannot be a runs:/ URI. Given: '{location}'")
+    if len(location) > MAX_ARTIFACT_LOCATION_LENGTH:
+        raise InvalidParameter(
+            "Invalid artifact path length. The length of the artifact path cannot be greater than "
+            f"{MAX_ARTIFACT_LOCATION_LENGTH} characters."
+        )
+    parsed = urlparse(location)
+    if len(parsed.scheme) < 2 or parsed.scheme in ("file", ARTIFACT_SCHEME):  # "C:" is a drive, not a scheme
+        raise InvalidParameter(
+            f"Invalid artifact_location '{location}': a path on the server or in its own store "
+            f"({ARTIFACT_SCHEME}:) is assigned by the server, never chosen."
+        )
+    if ".." in unquote(parsed.path).replace("\\", "/").split("/"):
+        raise InvalidParameter(f"Invalid artifact_location '{location}': '..' segments are not allowed.")
+    mine = location.rstrip("/")
+    for other in Experiment.objects.filter(artifact_location__gt="").values_list("artifact_location", flat=True):
+        other = other.rstrip("/")
+        if mine == other or mine.startswith(other + "/") or other.startswith(mine + "/"):
+            raise InvalidParameter(
+                f"Invalid artifact_location '{location}': it overlaps another experiment's location."
+            )
+
+
 def create_experiment(*, user, name: str, artifact_location: str | None = None, tags=None) -> Experiment:
-    """Create an experiment. Raises AlreadyExists (also for a deleted one of that name), InvalidParameter."""
+    """Create an experiment. Raises AlreadyExists (also for a deleted one of that name), InvalidParameter
+    (bad name or tags, an artifact_location the user may not choose: see check_artifact_location)."""
     if not name:
         raise missing_parameter("name")
     if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise _exceeds("name", MAX_EXPERIMENT_NAME_LENGTH)
+    check_display_name(name)
     pairs = _tag_pairs(tags, value_limit=MAX_EXPERIMENT_TAG_VAL_LENGTH)
+    if artifact_location:
+        check_artifact_location(user=user, location=artifact_location)
     if Experiment.objects.filter(name=name).exists():
         raise AlreadyExists(f"Experiment(name={name}) already exists.")
     from tracking.access import check_create_experiment
@@ -160,6 +216,7 @@ def rename_experiment(*, experiment: Experiment, new_name: str) -> Experiment:
         raise missing_parameter("new_name")
     if len(new_name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise _exceeds("new_name", MAX_EXPERIMENT_NAME_LENGTH)
+    check_display_name(new_name, "new_name")
     if experiment.lifecycle_stage != ACTIVE:
         raise InvalidParameter("Cannot rename a non-active experiment.")
     if Experiment.objects.filter(name=new_name).exclude(pk=experiment.pk).exists():
@@ -241,8 +298,13 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 999)}"
 
 
-def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None) -> Run:
-    """Create a RUNNING run owned by `user` (user_id is the authenticated username, never the client's claim).
+def create_run(*, user, experiment: Experiment, run_name: str | None = None, start_time: int | None = None, tags=None,
+               user_id: str | None = None) -> Run:
+    """Create a RUNNING run owned by `user`.
+
+    `user_id` is MLflow's: the client's `user_id`, else its `mlflow.user` tag, else the username
+    (a raw REST caller that sends neither). The authenticated identity is `owner`, and only it counts
+    for permissions and the audit.
 
     The run name comes from `run_name`, else the mlflow.runName tag, else is generated; the
     tag is always set to it. Raises InvalidParameter (deleted experiment, bad tags).
@@ -254,15 +316,13 @@ def create_run(*, user, experiment: Experiment, run_name: str | None = None, sta
             f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values "
             f"(run_name='{run_name}', mlflow.runName='{pairs[RUN_NAME_TAG]}')."
         )
-    name = run_name or pairs.get(RUN_NAME_TAG) or generate_run_name()
-    if len(name) > MAX_ENTITY_KEY_LENGTH:
-        raise _exceeds("run_name", MAX_ENTITY_KEY_LENGTH)
+    name = _check_run_name(run_name or pairs.get(RUN_NAME_TAG) or generate_run_name())
     pairs[RUN_NAME_TAG] = name
     with transaction.atomic():
         run = Run(
             experiment=experiment,
             name=name,
-            user_id=getattr(user, "username", "") or "",
+            user_id=(user_id or pairs.get(MLFLOW_USER_TAG) or getattr(user, "username", "") or "")[:256],
             owner=user if getattr(user, "pk", None) else None,
             status=Run.RUNNING,
             start_time=start_time if start_time is not None else now_ms(),
@@ -281,8 +341,8 @@ def update_run(*, run: Run, status: str | None = None, end_time: int | None = No
         raise InvalidParameter(
             f"Invalid value {status} for parameter 'status' supplied. It must be one of {', '.join(Run.STATUSES)}."
         )
-    if run_name is not None and len(run_name) > MAX_ENTITY_KEY_LENGTH:
-        raise _exceeds("run_name", MAX_ENTITY_KEY_LENGTH)
+    if run_name is not None:
+        _check_run_name(run_name)
     with transaction.atomic():
         run = _lock_run(run)
         fields = []
@@ -309,6 +369,42 @@ def delete_run(*, run: Run) -> None:
 @transaction.atomic
 def restore_run(*, run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(lifecycle_stage=ACTIVE, deleted_time=None)
+
+
+def _promptlab_pairs(items, name: str) -> list[dict]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str) for i in items):
+        raise InvalidParameter(f"Invalid value for parameter '{name}': expected a list of {{key, value}} objects.")
+    return [{"key": i["key"], "value": str(i.get("value", ""))} for i in items]
+
+
+def create_promptlab_run(*, user, experiment: Experiment, prompt_template: str, prompt_parameters, model_route: str,
+                         model_input: str, model_output: str | None = None, model_parameters=(),
+                         model_output_parameters=(), run_name: str | None = None, tags=None, user_id: str = "unknown",
+                         start_time: int | None = None) -> Run:
+    """MLflow's prompt-lab run (mlflow.utils.promptlab_utils): a FINISHED run with the route and template
+    as params, the evaluation table as `eval_results_table.json`. The prompt-lab model folder MLflow also
+    writes needs MLflow's own model code, which this server does not run. Raises InvalidParameter."""
+    prompt_parameters = _promptlab_pairs(prompt_parameters, "prompt_parameters")
+    model_parameters = _promptlab_pairs(list(model_parameters or []), "model_parameters")
+    output_parameters = _promptlab_pairs(list(model_output_parameters or []), "model_output_parameters")
+    with transaction.atomic():
+        run = create_run(user=user, experiment=experiment, run_name=run_name, start_time=start_time, tags=tags,
+                         user_id=user_id)
+        log_batch(run=run, params=[*model_parameters, {"key": "model_route", "value": model_route},
+                                   {"key": "prompt_template", "value": prompt_template}],
+                  tags=[{"key": "mlflow.loggedArtifacts", "value": json.dumps([{"path": "eval_results_table.json", "type": "table"}])},
+                        {"key": "mlflow.runSourceType", "value": "PROMPT_ENGINEERING"}])
+    table = {
+        "columns": [p["key"] for p in prompt_parameters] + ["prompt", "output"] + [p["key"] for p in output_parameters],
+        "data": [[p["value"] for p in prompt_parameters] + [model_input, model_output] + [p["value"] for p in output_parameters]],
+    }
+    status = Run.FINISHED
+    try:
+        root = artifacts.uri_to_path(run.artifact_uri)
+        artifacts.save_stream(artifacts.join(root, "eval_results_table.json"), io.BytesIO(json.dumps(table).encode()))
+    except (InvalidParameter, OSError):
+        status = Run.FAILED  # as MLflow: a failed artifact write leaves the run FAILED, not the request
+    return update_run(run=run, status=status, end_time=now_ms())
 
 
 @dataclass(frozen=True)
@@ -339,10 +435,10 @@ def _to_int(value, path: str, *, required: bool) -> int | None:
     if isinstance(value, bool):
         raise InvalidParameter(f"Invalid value {value} for parameter '{path}' supplied: expected an integer.")
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return check_int64(int(value), path)
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return check_int64(int(value), path)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidParameter(f"Invalid value {value} for parameter '{path}' supplied: expected an integer.") from None
 
 
@@ -364,6 +460,11 @@ def metric_point(item: dict, path: str = "") -> MetricPoint:
     key = _check_key(item.get("key"), f"{path}key")
     value = _to_float(item.get("value"), f"{path}value")
     timestamp = _to_int(item.get("timestamp"), f"{path}timestamp", required=True)
+    if timestamp < 0:  # MLflow's _validate_metric rule and text
+        raise InvalidParameter(
+            f"Invalid value {timestamp} for parameter '{path}timestamp' supplied: metric '{key}' (value={value}). "
+            "Timestamp must be a nonnegative long (64-bit integer) "
+        )
     step = _to_int(item.get("step"), f"{path}step", required=False) or 0
     model_id = item.get("model_id") or None
     dataset_name = item.get("dataset_name") or None
@@ -494,6 +595,13 @@ def _write_tags(run: Run, tags: list[tuple[str, str]]) -> None:
         run.save(update_fields=["name"])
 
 
+def _run_tag(key, value) -> tuple[str, str]:
+    pair = (_check_key(key), _check_value(value, "value", MAX_TAG_VAL_LENGTH))
+    if pair[0] == RUN_NAME_TAG:
+        _check_run_name(pair[1], "value")
+    return pair
+
+
 def log_batch(*, run: Run, metrics=(), params=(), tags=()) -> None:
     """Log metrics, params and tags in one transaction, one bulk query per kind.
 
@@ -534,7 +642,7 @@ def log_batch(*, run: Run, metrics=(), params=(), tags=()) -> None:
     if None in tag_pairs:
         tag_pairs = _tag_pairs(tags)
     else:
-        tag_pairs = [(_check_key(k), _check_value(v, "value", MAX_TAG_VAL_LENGTH)) for k, v in tag_pairs]
+        tag_pairs = [_run_tag(k, v) for k, v in tag_pairs]
     with transaction.atomic():
         run = _lock_run(run)
         _write_params(run, param_pairs)
@@ -561,7 +669,7 @@ def log_param(*, run: Run, key: str, value: str) -> None:
 
 def set_tag(*, run: Run, key: str, value: str) -> None:
     """Set a run tag; setting mlflow.runName renames the run."""
-    pair = (_check_key(key), _check_value(value, "value", MAX_TAG_VAL_LENGTH))
+    pair = _run_tag(key, value)
     with transaction.atomic():
         run = _lock_run(run)
         _write_tags(run, [pair])
@@ -582,7 +690,7 @@ def log_model(*, run: Run, model_json: str) -> None:
     if not model_json:
         raise missing_parameter("model_json")
     try:
-        model = json.loads(model_json)
+        model = loads_bounded(model_json)
     except ValueError:
         raise InvalidParameter(f"Invalid value {model_json} for parameter 'model_json' supplied: not JSON.") from None
     if not isinstance(model, dict):
@@ -593,7 +701,7 @@ def log_model(*, run: Run, model_json: str) -> None:
         history = []
         if tag is not None:
             try:
-                history = json.loads(tag.value)
+                history = loads_bounded(tag.value)
             except ValueError:
                 history = []
             if not isinstance(history, list):
@@ -683,9 +791,14 @@ def create_logged_model(*, user, experiment: Experiment, name: str | None = None
             f"Run '{source_run.run_uuid}' belongs to experiment {source_run.experiment_id}, "
             f"not to experiment {experiment.experiment_id}."
         )
+    if name and any(c in name for c in _LOGGED_MODEL_NAME_BAD_CHARS):
+        raise InvalidParameter(  # MLflow's _validate_logged_model_name
+            f"Invalid model name ({name!r}) provided. Model name must be a non-empty string "
+            f"and cannot contain the following characters: {_LOGGED_MODEL_NAME_BAD_CHARS}"
+        )
     param_pairs = dict(_tag_pairs(params, "params", MAX_PARAM_VAL_LENGTH))
     tag_pairs = dict(_tag_pairs(tags, "tags"))
-    name = name or generate_run_name()
+    name = check_display_name(name or generate_run_name())
     with transaction.atomic():
         now = now_ms()
         model = LoggedModel(

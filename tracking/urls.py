@@ -21,4 +21,5 @@ urlpatterns = [
         name="model_artifact_download",
     ),
     path("search/", views.search_view, name="search"),
+    path("mlflow-link/", views.mlflow_link, name="mlflow_link"),
 ]

@@ -8,14 +8,17 @@ the rows on screen come from one query per kind (params, metrics, tags), never p
 
 import csv
 import itertools
+import json
 import mimetypes
 import posixpath
 import re
 from collections import defaultdict
+from urllib.parse import unquote, urlencode
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -24,7 +27,7 @@ from core import artifacts as artifact_store
 from core import charts
 from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
-from core.pages import ms_to_datetime, page_links
+from core.pages import ms_to_datetime, page_links, relative_time, render_markdown
 from core.pages import or_404 as _get_or_404
 from core.pages import query_string as _query_string
 from core.pages import wants_partial as _wants_partial
@@ -49,6 +52,10 @@ DEFAULT_COLUMNS = 5
 # Keys listed in the column chooser (an experiment with more keys is rare; the box stays usable).
 MAX_KEYS = 300
 MAX_COMPARE = 50
+# The runs table counts matching runs up to this many ("10000+" past it: a count stays cheap).
+COUNT_LIMIT = 10_000
+# The runs table's chart view plots at most this many matching runs (the newest).
+CHART_RUNS = 1_000
 # Histories charted on the run page unless `?charts=all` (each chart costs its points in memory).
 MAX_CHARTS = 24
 # Text artifacts previewed inline up to this size; larger files are download-only.
@@ -97,38 +104,27 @@ def metric_cell(value) -> dict | None:
     return {"text": f"{value:.6g}", "exact": repr(value)}
 
 
-def _model_version_url(version) -> str:
-    for name, args in (
-        ("registry:model_version_detail", [version.registered_model.name, version.version]),
-        ("registry:model_detail", [version.registered_model.name]),
-    ):
-        try:
-            return reverse(name, args=args)
-        except NoReverseMatch:
-            continue
-    return reverse("registry:model_list")
+# The registry knows which model versions were registered from runs and who may see them; tracking
+# knows nothing of the registry. RegistryConfig.ready() registers a provider here:
+# `provider(user, run_ids) -> {run id: [version, …]}`, each version with its page's `url`.
+RUN_VERSIONS_PROVIDERS: list = []
 
 
-def _registered_versions(user, run: Run) -> list:
-    """The model versions registered from `run` that `user` may see, in one query.
+def register_run_versions_provider(provider) -> None:
+    if provider not in RUN_VERSIONS_PROVIDERS:
+        RUN_VERSIONS_PROVIDERS.append(provider)
 
-    The only place the tracking pages look at the registry: the run page must show them, and
-    which versions a user may see is the registry's decision (registry.access), so we ask it
-    rather than follow the reverse relation (which would leak versions of private models).
-    """
-    from django.apps import apps
 
-    if not apps.is_installed("registry"):
-        return []
-    from registry.access import model_versions_visible_to
-
-    versions = list(
-        model_versions_visible_to(user).filter(source_run=run).select_related("registered_model")
-        .order_by("registered_model__name", "version")
-    )
-    for version in versions:
-        version.url = _model_version_url(version)
-    return versions
+def _registered_versions(user, run_ids: list[str]) -> dict[str, list]:
+    """{run id: the model versions registered from it that `user` may see}, from the providers
+    (one query each): the run page and the runs table show them."""
+    by_run = defaultdict(list)
+    if not run_ids:
+        return by_run
+    for provider in RUN_VERSIONS_PROVIDERS:
+        for run_id, versions in provider(user, run_ids).items():
+            by_run[run_id].extend(versions)
+    return by_run
 
 
 # --------------------------------------------------------------------------- experiments
@@ -227,7 +223,17 @@ def experiment_detail(request, experiment_id: int):
     except MlflowError as exc:
         filter_error = exc.message
 
-    rows = _run_rows(runs, chosen_params, chosen_metrics)
+    versions = _registered_versions(request.user, [run.run_uuid for run in runs])
+    rows = _run_rows(runs, chosen_params, chosen_metrics, versions)
+    shown_metrics, shown_params, empty_columns = _drop_empty_columns(rows, chosen_metrics, chosen_params)
+    chart_view = request.GET.get("view") == "chart"
+    match_count, chart = None, {}
+    if not filter_error:
+        matching = search.runs_matching(user=request.user, experiment_ids=[experiment.experiment_id], filter_string=filter_string,
+                                        run_view_type="DELETED_ONLY" if show_deleted else "ACTIVE_ONLY")
+        match_count = matching.order_by()[: COUNT_LIMIT + 1].count()
+        if chart_view:
+            chart = _runs_chart(request, matching, metric_keys, param_keys)
 
     current = sort_key or "attributes.start_time"  # the search's default order: newest first
 
@@ -236,8 +242,8 @@ def experiment_detail(request, experiment_id: int):
         return "?" + _query_string(request, sort=key, dir=direction, page_token=None)
 
     columns = {
-        "metrics": [(key, sort_link(f"metrics.{key}"), f"metrics.{key}" == sort_key) for key in chosen_metrics],
-        "params": [(key, sort_link(f"params.{key}"), f"params.{key}" == sort_key) for key in chosen_params],
+        "metrics": [(key, sort_link(f"metrics.{key}"), f"metrics.{key}" == sort_key) for key in shown_metrics],
+        "params": [(key, sort_link(f"params.{key}"), f"params.{key}" == sort_key) for key in shown_params],
         "start_time": sort_link("attributes.start_time"),
         "run_name": sort_link("attributes.run_name"),
     }
@@ -252,7 +258,16 @@ def experiment_detail(request, experiment_id: int):
         "filter_error": filter_error,
         "rows": rows,
         "columns": columns,
-        "colspan": 6 + len(chosen_metrics) + len(chosen_params),
+        "colspan": 7 + len(shown_metrics) + len(shown_params),
+        "match_count": match_count,
+        "count_limit": COUNT_LIMIT,
+        "hidden_metrics": [key for key in metric_keys if key not in chosen_metrics],
+        "hidden_params": [key for key in param_keys if key not in chosen_params],
+        "empty_columns": empty_columns,
+        "chart_view": chart_view,
+        "table_query": _query_string(request, view=None, page_token=None),
+        "chart_query": _query_string(request, view="chart", page_token=None),
+        **chart,
         "sort_key": sort_key,
         "descending": descending,
         "metric_keys": metric_keys,
@@ -265,22 +280,110 @@ def experiment_detail(request, experiment_id: int):
     return _page(request, "tracking/experiment_detail.html", "runs-table", context)
 
 
-def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str]) -> list[dict]:
+def _run_rows(runs: list[Run], param_keys: list[str], metric_keys: list[str], versions: dict) -> list[dict]:
     """Table cells of the runs on screen, from what search_runs prefetched (no query per row)."""
     rows = []
+    creators = _creators(runs)
     for run in runs:
         params = {p.key: p.value for p in run.params.all()}
         metrics = {m.key: _metric_value(m) for m in run.latest_metrics.all()}
+        start = ms_to_datetime(run.start_time)
         rows.append(
             {
                 "run": run,
-                "start": ms_to_datetime(run.start_time),
+                "created_by": _created_by(run, creators.get(run.owner_id)),
+                "start": start,
+                "ago": relative_time(start),
                 "duration": duration_text(run.start_time, run.end_time),
                 "params": [params.get(key) for key in param_keys],
                 "metrics": [metric_cell(metrics.get(key)) for key in metric_keys],
+                "versions": versions.get(run.run_uuid, []),
             }
         )
     return rows
+
+
+def _creators(runs: list[Run]) -> dict:
+    """Usernames of the runs' owners (who authenticated), in one query."""
+    owner_ids = {run.owner_id for run in runs if run.owner_id}
+    if not owner_ids:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", "username"))
+
+
+def _created_by(run: Run, username: str | None) -> str:
+    """The authenticated creator, shown beside MLflow's user_id (the client's claim) when they differ."""
+    return username if username and username != run.user_id else ""
+
+
+def _drop_empty_columns(rows: list[dict], metric_keys: list[str], param_keys: list[str]) -> tuple[list, list, list]:
+    """Chosen columns with no value on this page take no width: they are left out (and named)."""
+    keep_m = [i for i in range(len(metric_keys)) if any(row["metrics"][i] is not None for row in rows)]
+    keep_p = [i for i in range(len(param_keys)) if any(row["params"][i] is not None for row in rows)]
+    empty = [metric_keys[i] for i in range(len(metric_keys)) if i not in keep_m]
+    empty += [param_keys[i] for i in range(len(param_keys)) if i not in keep_p]
+    for row in rows:
+        row["metrics"] = [row["metrics"][i] for i in keep_m]
+        row["params"] = [row["params"][i] for i in keep_p]
+    return [metric_keys[i] for i in keep_m], [param_keys[i] for i in keep_p], empty
+
+
+def _number_or_text(value):
+    number = _number(value)
+    return number if number is not None else value
+
+
+def _runs_chart(request, matching, metric_keys: list[str], param_keys: list[str]) -> dict:
+    """The chart view of the runs table: a metric against a parameter (or metric) over every
+    matching run (up to CHART_RUNS), coloured by a parameter. Three queries whatever the runs."""
+    axes = [f"params.{k}" for k in param_keys] + [f"metrics.{k}" for k in metric_keys]
+    y_axes = [f"metrics.{k}" for k in metric_keys] + [f"params.{k}" for k in param_keys]
+    x = request.GET.get("x") if request.GET.get("x") in axes else (axes[0] if axes else "")
+    y = request.GET.get("y") if request.GET.get("y") in y_axes else (y_axes[0] if y_axes else "")
+    group = request.GET.get("group") if request.GET.get("group") in [f"params.{k}" for k in param_keys] else ""
+    context = {"x_axes": axes, "y_axes": y_axes, "chart_x": x, "chart_y": y, "chart_group": group, "scatter": None,
+               "group_keys": param_keys, "legend": [], "plotted": 0, "charted_runs": 0}
+    if not (x and y):
+        return context
+    runs = dict(matching.order_by("-start_time")[:CHART_RUNS].values_list("run_uuid", "name"))
+    context["charted_runs"] = len(runs)
+    wanted = {axis.partition(".")[::2] for axis in (x, y, group) if axis}
+    values = defaultdict(dict)
+    param_keys_wanted = [key for kind, key in wanted if kind == "params"]
+    metric_keys_wanted = [key for kind, key in wanted if kind == "metrics"]
+    if param_keys_wanted:
+        for run_id, key, value in Param.objects.filter(run_id__in=list(runs), key__in=param_keys_wanted).values_list("run_id", "key", "value"):
+            values[f"params.{key}"][run_id] = _number_or_text(value)
+    if metric_keys_wanted:
+        rows = LatestMetric.objects.filter(run_id__in=list(runs), key__in=metric_keys_wanted, is_nan=False)
+        for run_id, key, value in rows.values_list("run_id", "key", "value"):
+            values[f"metrics.{key}"][run_id] = value
+    xs, ys = values[x], values[y]
+    both = [rid for rid in runs if rid in xs and isinstance(ys.get(rid), float)]
+    categories = sorted({str(xs[rid]) for rid in both}) if any(isinstance(xs[rid], str) for rid in both) else None
+    groups = defaultdict(list)
+    for rid in both:
+        groups[str(values[group].get(rid, "—")) if group else ""].append(rid)
+    ordered = sorted(groups, key=lambda g: (-len(groups[g]), g))
+    colors = {g: charts.PALETTE[i] if i < len(charts.PALETTE) - 1 else charts.OTHER_COLOR for i, g in enumerate(ordered)}
+    points = []
+    for rid in both:
+        gx = (categories.index(str(xs[rid])) + _jitter(rid)) if categories else xs[rid]
+        g = str(values[group].get(rid, "—")) if group else ""
+        label = (runs[rid] or rid) + (f" ({group}={g})" if group else "")
+        points.append((label, gx, ys[rid], colors[g], reverse("tracking:run_detail", args=[rid])))
+    context.update(
+        scatter=charts.scatter_chart(points, x_label=x, y_label=y, x_categories=categories, width=1240, height=400),
+        legend=[(g, colors[g], len(groups[g])) for g in ordered[: len(charts.PALETTE) - 1]] if group else [],
+        other_groups=max(len(ordered) - len(charts.PALETTE) + 1, 0) if group else 0,
+        plotted=len(points),
+    )
+    return context
+
+
+def _jitter(run_id: str) -> float:
+    """A fixed sideways offset (±0.2) so runs with the same text value do not hide each other."""
+    return (int(run_id[:4], 16) / 0xFFFF - 0.5) * 0.4 if re.match(r"^[0-9a-f]{4}", run_id) else 0.0
 
 
 # --------------------------------------------------------------------------- runs
@@ -373,14 +476,27 @@ def _artifacts_context(run: Run, path: str, model: LoggedModel | None = None) ->
 
 
 def _chart_histories(run_ids: list[str], keys: list[str] | None = None) -> dict:
-    """{(run_id, key): [(step, value), …]} of metric histories, in one query."""
+    """{(run_id, key): [(step, value, timestamp), …]} of metric histories (unsorted), in one query."""
     qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
     if keys is not None:
         qs = qs.filter(key__in=keys)
     histories = defaultdict(list)
-    for run_id, key, step, value in qs.order_by("step", "timestamp").values_list("run_id", "key", "step", "value").iterator(chunk_size=5000):
-        histories[(run_id, key)].append((step, value))
+    # No ORDER BY: sorting 10^5 rows spilled to disk; the charts sort each history by step
+    # (charts.downsampled, a stable sort over what the metric_history index scan returns).
+    rows = qs.order_by().values_list("run_id", "key", "step", "value", "timestamp")
+    for run_id, key, step, value, timestamp in rows.iterator(chunk_size=5000):
+        histories[(run_id, key)].append((step, value, timestamp))
     return histories
+
+
+def _line_chart(series: list[charts.Series], *, key: str, title: str, height: int = 210) -> dict:
+    """A metric's history chart: the SVG (the no-JavaScript fallback) and the JSON uPlot draws
+    (static/js/charts.js), both from the same downsampled points."""
+    series = charts.downsampled(series)
+    return {
+        "svg": charts.line_chart(series, title=title, y_label=key, height=height),
+        "data": charts.line_data(series, y_label=key),
+    }
 
 
 @require_GET
@@ -401,22 +517,22 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
     show_all = request.GET.get("charts") == "all"
     charted = latest if show_all else latest[:MAX_CHARTS]
     histories = _chart_histories([run.run_uuid], [m.key for m in charted]) if charted else {}
-    metric_charts = []
+    metric_charts, metric_tiles = [], []
     for metric in charted:
         points = histories.get((run.run_uuid, metric.key), [])
-        metric_charts.append(
-            {
-                "key": metric.key,
-                "count": len(points),
-                "svg": charts.line_chart([charts.Series(metric.key, points)], title=metric.key) if len(points) > 1 else None,
-            }
-        )
+        if len(points) > 1:
+            series = charts.Series(str(run), points, extra={"start": run.start_time})
+            metric_charts.append({"key": metric.key, "count": len(points), **_line_chart([series], key=metric.key, title=metric.key)})
+        else:
+            # One value (or only NaN): a tile, not an empty chart.
+            metric_tiles.append({"key": metric.key, "value": metric_cell(_metric_value(metric)), "step": metric.step})
     inputs = list(RunInput.objects.filter(run=run).select_related("dataset").order_by("dataset__name"))
     outputs = list(RunModelOutput.objects.filter(run=run).select_related("model").order_by("model__name"))
-    versions = _registered_versions(request.user, run)
+    versions = _registered_versions(request.user, [run.run_uuid]).get(run.run_uuid, [])
     tag_map = dict(tags)
     context = {
         "run": run,
+        "created_by": _created_by(run, _creators([run]).get(run.owner_id)),
         "experiment": run.experiment,
         "start": ms_to_datetime(run.start_time),
         "end": ms_to_datetime(run.end_time),
@@ -424,11 +540,12 @@ def _run_page_context(request, run: Run, *, tag_error: str = "", tag_key: str = 
         "params": params,
         "metrics": [(m.key, metric_cell(_metric_value(m)), m.step, ms_to_datetime(m.timestamp)) for m in latest],
         "metric_charts": metric_charts,
+        "metric_tiles": metric_tiles,
         "hidden_charts": len(latest) - len(charted),
         **_tags_context(request, run, tags, error=tag_error, key=tag_key, value=tag_value),
         "source": tag_map.get("mlflow.source.name", ""),
         "git_commit": tag_map.get("mlflow.source.git.commit", ""),
-        "description": tag_map.get("mlflow.note.content", ""),
+        "description_html": render_markdown(tag_map.get("mlflow.note.content", "")),
         "parent_run_id": tag_map.get("mlflow.parentRunId", ""),
         "inputs": inputs,
         "outputs": outputs,
@@ -610,20 +727,22 @@ def _number(value) -> float | None:
         return None
 
 
-def _compare_chart(runs: list[Run], key: str, latest: dict):
-    """History lines when the metric has a history, else one bar per run of its latest value."""
+def _compare_chart(runs: list[Run], key: str, latest: dict) -> dict:
+    """History lines when the metric has a history, else one bar per run of its latest value
+    ({"svg", "data"}: data is the uPlot JSON of the lines, None for bars)."""
     histories = _chart_histories([run.run_uuid for run in runs], [key])
     if any(len(histories.get((run.run_uuid, key), [])) > 1 for run in runs):
         series = [
-            charts.Series(str(run), histories.get((run.run_uuid, key), []), color=charts.PALETTE[i % len(charts.PALETTE)])
+            charts.Series(str(run), histories.get((run.run_uuid, key), []), color=charts.PALETTE[i % len(charts.PALETTE)],
+                          extra={"start": run.start_time})
             for i, run in enumerate(runs)
         ]
-        return charts.line_chart(series, title=f"{key} by step", height=280)
+        return _line_chart(series, key=key, title=f"{key} by step", height=280)
     items = []
     for run in runs:
         value = latest.get(run.run_uuid)
         items.append((str(run), float("nan") if value == "NaN" else value))
-    return charts.bar_chart(items, title=f"{key} (latest value)")
+    return {"svg": charts.bar_chart(items, title=f"{key} (latest value)"), "data": None}
 
 
 # --------------------------------------------------------------------------- search
@@ -651,3 +770,132 @@ def search_view(request):
     context = {"search_query": query, "experiments": experiments, "runs": runs, "nav_section": ""}
     return render(request, "tracking/search.html", context)
 
+
+
+# --------------------------------------------------------------------------- MLflow UI links
+
+
+def _json_list(raw: str) -> list[str]:
+    """`["a","b"]` as MLflow's UI writes lists in its URLs (also tolerates a bare `a,b`)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = [part.strip(" \"'") for part in raw.strip("[]").split(",")]
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in value if isinstance(v, (str, int)) and str(v)] if isinstance(value, list) else []
+
+
+def _json_text(raw: str) -> str:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, str) else raw
+
+
+def _url(name: str, *args, query: dict | None = None, fragment: str = "") -> str | None:
+    try:
+        url = reverse(name, args=list(args))
+    except NoReverseMatch:
+        return None
+    if query:
+        url += "?" + urlencode(query, doseq=True)
+    return url + (f"#{fragment}" if fragment else "")
+
+
+def _experiment_url(experiment_id: str, params) -> str | None:
+    if not experiment_id.isdigit():
+        return None
+    query = {}
+    if params.get("searchFilter"):
+        query["filter"] = params["searchFilter"]
+    if params.get("lifecycleFilter", "").lower() == "deleted":
+        query["show"] = "deleted"
+    return _url("tracking:experiment_detail", int(experiment_id), query=query)
+
+
+def _run_url(run_id: str, tab: list[str]) -> str | None:
+    """A run page, at the artifact MLflow's address names (`…/artifacts/<path>`, `…/artifactPath/<path>`)."""
+    if tab and tab[0] in ("artifacts", "artifactPath"):
+        path = "/".join(tab[1:])
+        return _url("tracking:run_detail", run_id, query={"path": path} if path else None, fragment="artifacts")
+    if tab and tab[0] in ("model-metrics", "system-metrics"):
+        return _url("tracking:run_detail", run_id, fragment="charts-h")
+    return _url("tracking:run_detail", run_id)
+
+
+def _logged_model_url(user, experiment_id: str, model_id: str) -> str | None:
+    """MLflow 3's logged model page: its files on its source run's page (else the experiment)."""
+    try:
+        model = access.get_logged_model_for_user(user, model_id)
+    except MlflowError:
+        return _experiment_url(experiment_id, {})
+    if model.source_run_id:
+        return _url("tracking:run_detail", model.source_run_id, query={"model": model.model_id}, fragment="artifacts")
+    return _url("tracking:experiment_detail", model.experiment_id)
+
+
+def mlflow_route_target(route: str, *, user) -> str | None:
+    """The Stagegate page for a route of MLflow's own UI (its hash routes, MLflow 3.17:
+    mlflow/server/js/src/**/routes.ts), or None when Stagegate has no such page.
+
+    `route` is the fragment without its `#`: `/experiments/1/runs/<run_id>`, `/models/<name>/versions/3`,
+    `/compare-runs?runs=["a","b"]&experiments=["1"]`, `/metric/<key>?runs=[…]`, …
+    """
+    path, _, query = route.partition("?")
+    params = QueryDict(query)
+    parts = [unquote(part) for part in path.strip("/").split("/") if part]
+    head, rest = (parts[0], parts[1:]) if parts else ("", [])
+    if head in ("", "experiments", "compare-experiments") and not (head == "experiments" and rest):
+        return _url("tracking:experiment_list")
+    if head == "experiments":
+        experiment_id, sub = rest[0], rest[1:]
+        if len(sub) >= 2 and sub[0] in ("runs", "evaluation-runs"):
+            return _run_url(sub[1], sub[2:])
+        if len(sub) >= 2 and sub[0] == "models":
+            return _logged_model_url(user, experiment_id, sub[1])
+        # The runs table, and the tabs Stagegate folds into it (runs, models, traces, datasets, …).
+        return _experiment_url(experiment_id, params)
+    if head == "runs" and rest:
+        return _run_url(rest[0], rest[1:])
+    if head in ("compare-runs", "metric"):
+        runs = _json_list(params.get("runs", ""))[:MAX_COMPARE]
+        if not runs:
+            return _url("tracking:experiment_list")
+        query = {"runs": runs}
+        metric = _json_text(params.get("metric", "")) or "/".join(rest)
+        if head == "metric" and metric:
+            query["metric"] = metric
+        return _url("tracking:run_compare", query=query)
+    if head == "models":
+        if not rest:
+            return _url("registry:model_list")
+        if len(rest) >= 3 and rest[-2] == "versions" and rest[-1].isdigit():
+            return _url("registry:model_version_detail", "/".join(rest[:-2]), int(rest[-1]))
+        return _url("registry:model_detail", rest[0])
+    if head == "compare-model-versions":
+        name = _json_text(params.get("name", ""))
+        try:
+            versions = json.loads(params.get("runs", "{}"))
+        except ValueError:
+            versions = {}
+        if not name:
+            return _url("registry:model_list")
+        numbers = sorted(str(v) for v in versions if str(v).isdigit()) if isinstance(versions, dict) else []
+        return _url("registry:model_version_compare", name, query={"versions": numbers} if numbers else None)
+    return None
+
+
+@require_GET
+def mlflow_link(request):
+    """Follow a link into MLflow's UI (`<tracking uri>/#/experiments/1/runs/<id>`, which the client
+    prints after every run) to the matching page. The fragment never reaches a server:
+    static/js/mlflow-links.js, on every page, sends it here as `?route=`. Redirects only to our own
+    URLs (built with reverse); an unknown route lands on the home page with a note."""
+    route = request.GET.get("route", "")
+    target = mlflow_route_target(route, user=request.user)
+    if target is None:
+        messages.info(request, f"Stagegate has no page for MLflow's “#{route[:200]}”; here is the home page.")
+        target = reverse("home")
+    return redirect(target)

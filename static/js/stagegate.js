@@ -14,4 +14,17 @@
       box.checked = all.checked;
     });
   });
+  // A modal's Cancel link removes the dialog (without JavaScript it is a link back to the page).
+  document.addEventListener("click", function (event) {
+    var cancel = event.target.closest("[data-close-dialog]");
+    if (!cancel) return;
+    var dialog = cancel.closest("dialog");
+    if (!dialog) return;
+    event.preventDefault();
+    dialog.remove();
+  });
+  // A value to copy (a new API token) is selected whole when focused.
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-select-on-focus]")) event.target.select();
+  });
 })();

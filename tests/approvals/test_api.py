@@ -218,7 +218,7 @@ def test_stage_policies_api(governed, apis):
     put = body(apis["admin"].put(url, data=json.dumps(spec), content_type="application/json"))["policy"]
     # archive_existing_on_approval left out: Production's default (on).
     assert put == {**spec, "approver_level": "CAN_MANAGE_PRODUCTION_VERSIONS", "scope": "global", "archive_existing_on_approval": True}
-    override = dict(spec, model_name="gm", min_approvals=1, approver_level="CAN_MANAGE")
+    override = dict(spec, model_name="gm", min_approvals=3, approver_level="CAN_MANAGE")
     assert body(apis["manager"].put(url, data=json.dumps(override), content_type="application/json"))["policy"]["scope"] == "model"
     error(apis["production_manager"].put(url, data=json.dumps(override), content_type="application/json"), 403, "PERMISSION_DENIED")
     error(apis["outsider"].put(url, data=json.dumps(override), content_type="application/json"), 404, "RESOURCE_DOES_NOT_EXIST")

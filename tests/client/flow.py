@@ -100,6 +100,8 @@ def main(workdir: Path, register: str | None) -> dict:
         client.set_registered_model_alias(register, "champion", version.version)
         champion = mlflow.pyfunc.load_model(f"models:/{register}@champion")
         assert np.allclose(np.asarray(champion.predict(X)).reshape(-1), expected)
+        by_number = mlflow.pyfunc.load_model(f"models:/{register}/{version.version}")
+        facts["version_loads_equal"] = bool(np.allclose(np.asarray(by_number.predict(X)).reshape(-1), expected))
         facts["registry_loads_equal"] = True
     return facts
 

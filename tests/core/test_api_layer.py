@@ -109,11 +109,12 @@ def test_exact_mlflow_parameter_errors(token):
     }
     status, body = call("POST", {"name": 123}, auth=auth)
     assert body["message"].startswith("Invalid value 123 for parameter 'name' supplied:  Hint: Value was of type 'int'.")
-    # A body that is not JSON is read as {}: the caller sees the missing-parameter error.
+    # A body that is not JSON is refused (MLflow reads it as {}; a garbled request must create nothing).
     status, body = call("POST", auth=auth, raw_body="{not json")
-    assert "Missing value for required parameter 'name'" in body["message"]
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert body["message"].startswith("Malformed JSON request body: Expecting property name")
     status, body = call("GET", {"name": "x", "n": "abc"}, auth=auth)
-    assert status == 400 and "Invalid value abc for parameter 'n'" in body["message"]
+    assert status == 400 and 'Invalid value "abc" for parameter \'n\'' in body["message"]
 
 
 def test_content_type_rule_on_post(token):

@@ -7,8 +7,10 @@ before it serves, and everything the Dockerfile copies or runs is in the build c
 """
 
 import fnmatch
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -378,3 +380,48 @@ def test_web_healthcheck_passes_with_a_locked_down_allowed_hosts(compose, live_s
     assert probe("registry.example.com,localhost") == 0
     assert probe(".example.com") != 0  # probes example.com, which this server does not allow
     assert probe("other.example.com") != 0
+
+
+def compose_config(env: dict) -> dict:
+    """docker-compose.yml resolved: by `docker compose config` where the Compose plugin is installed, else
+    (as here: a docker CLI without the plugin, no engine) by the same steps done in Python: YAML anchors and
+    merge keys, then ${VAR}, ${VAR:-default} and ${VAR:?error} from `env` (a missing required one raises)."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        result = subprocess.run([docker, "compose", "-f", "docker-compose.yml", "config", "--format", "json"],
+                                cwd=ROOT, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(result.stderr)
+        return json.loads(result.stdout)
+
+    def resolve(value):
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items() if not str(k).startswith("x-")}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return interpolate(value, env).replace("$$", "$") if isinstance(value, str) else value
+
+    return resolve(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_config_resolves_and_refuses_to_start_without_secrets():
+    env = {"DJANGO_SECRET_KEY": "k" * 50, "STAGEGATE_ADMIN_PASSWORD": "pw"}
+    config = compose_config(env)
+    assert set(config["services"]) == {"postgres", "redis", "web", "worker", "beat"}
+    for name in APP_SERVICES:
+        service_env = environment(config["services"][name])
+        assert service_env["DJANGO_SECRET_KEY"] == "k" * 50, name
+        assert service_env["DATABASE_URL"] == "postgres://stagegate:stagegate@postgres:5432/stagegate", name
+    assert environment(config["services"]["web"])["STAGEGATE_ADMIN_PASSWORD"] == "pw"
+    for required in env:
+        with pytest.raises(AssertionError, match=required):
+            compose_config({k: v for k, v in env.items() if k != required})
+
+
+def test_dockerfile_installs_what_pip_install_dot_installs(dockerfile):
+    """The runtime dependencies (never an extra), then the app with --no-deps: README's `pip install .`."""
+    runs = [arg for i, arg in dockerfile if i == "RUN"]
+    deps_layer = next(run for run in runs if "pip install -r" in run)
+    assert "['project']['dependencies']" in deps_layer and "optional" not in deps_layer
+    assert any(re.search(r"pip install --no-deps \.(\s|$)", run) for run in runs)
+    assert not any("[dev]" in run or ".[" in run for run in runs)

@@ -76,3 +76,21 @@ def test_make_run_serves_the_demo_on_sqlite(make_run):
     # Static files are served by the app itself (whitenoise), no CDN.
     css = re.search(r'href="(/static/[^"]+\.css)"', page.text).group(1)
     assert session.get(base + css).status_code == 200
+
+
+@pytest.mark.django_db
+def test_bootstrap_migrates_and_collects_static_in_one_process(settings, tmp_path):
+    """`make run` starts with one `bootstrap --migrate --demo --collectstatic` instead of three commands."""
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STAGEGATE_ADMIN_PASSWORD = "chosen-password"
+    out = StringIO()
+    call_command("bootstrap", migrate=True, collectstatic=True, stdout=out)
+    assert "No migrations to apply." in out.getvalue()
+    admin = get_user_model().objects.get(username=settings.STAGEGATE_ADMIN_USER)
+    assert admin.is_superuser and admin.check_password("chosen-password")
+    assert any(p.suffix == ".css" for p in (tmp_path / "static").rglob("*"))

@@ -2,6 +2,10 @@
 
 Reuse them in any flow: `page` is a fresh tab, `signed_in_page(user)` a tab with a
 session for `user`, `screenshot(page, name)` saves var/screenshots/<name>.png (kept by CI).
+
+The pages run under a Content-Security-Policy without 'unsafe-eval': give `wait_for_function` a
+function (`"() => location.search.includes('x')"`), not a bare expression, which Playwright evals
+inside the page (refused by the CSP). `page.evaluate` of an expression is not affected.
 """
 
 import os

@@ -74,9 +74,9 @@ def test_flow1_data_scientist_requests_production_from_the_best_run(browser, liv
     assert page.locator("#runs-table tr.run-row").count() == 3
     # Sort by rmse: the first click sorts descending, the second ascending (best first).
     page.click("#runs-table th >> text=rmse")
-    page.wait_for_function("location.search.includes('sort=metrics.rmse') && location.search.includes('dir=desc')")
+    page.wait_for_function("() => location.search.includes('sort=metrics.rmse') && location.search.includes('dir=desc')")
     page.click("#runs-table th >> text=rmse")
-    page.wait_for_function("location.search.includes('dir=asc')")
+    page.wait_for_function("() => location.search.includes('dir=asc')")
     first = page.locator("#runs-table tr.run-row").first
     assert "run-0.62" in first.inner_text()
     first.locator("text=run-0.62").click()
@@ -262,7 +262,7 @@ def test_screenshots_of_the_settings_and_compare_pages(browser, live_server, own
     page = _tab(browser, live_server, owner)
     page.goto("/models/wine/compare/?versions=1&versions=2")
     page.click("#only-differences")
-    page.wait_for_function("location.search.includes('diff=1')")
+    page.wait_for_function("() => location.search.includes('diff=1')")
     assert "scikit-learn==1.7" in page.inner_text("#compare-table")
     screenshot(page, "governance-compare")
     page.goto("/models/wine/versions/1/history/")
@@ -291,15 +291,15 @@ def test_registry_home_live_search_sort_and_history(browser, live_server, owner,
     assert page.locator("#model-table tr.model-row").count() == 3
     _mark_page(page)
     page.fill("#model-q", "wi")  # live search as you type
-    page.wait_for_function("document.querySelectorAll('#model-table tr.model-row').length === 1")
-    page.wait_for_function("location.search.includes('q=wi')")  # kept in the address bar
+    page.wait_for_function("() => document.querySelectorAll('#model-table tr.model-row').length === 1")
+    page.wait_for_function("() => location.search.includes('q=wi')")  # kept in the address bar
     page.click("#model-table th >> text=Name")
-    page.wait_for_function("location.search.includes('sort=-name')")
+    page.wait_for_function("() => location.search.includes('sort=-name')")
     page.go_back()
-    page.wait_for_function("!location.search.includes('sort=-name') && location.search.includes('q=wi')")
+    page.wait_for_function("() => !location.search.includes('sort=-name') && location.search.includes('q=wi')")
     assert page.locator("#model-table tr.model-row").count() == 1
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('#model-table tr.model-row').length === 3")
+    page.wait_for_function("() => document.querySelectorAll('#model-table tr.model-row').length === 3")
     assert _not_reloaded(page)
     screenshot(page, "models")
     assert not page.js_errors

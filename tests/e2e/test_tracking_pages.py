@@ -67,7 +67,7 @@ def test_runs_table_filter_sort_compare(signed_in_page, owner, tracked, screensh
 
     page.fill("#run-filter", "params.alpha = '0.5'")
     page.press("#run-filter", "Enter")
-    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tr.run-row').length === 1")
     assert "filter=params.alpha" in page.url  # hx-push-url: the filtered table is a shareable URL
     assert page.locator("#runs-table tr.run-row").inner_text().startswith("\telasticnet-1")
     assert page.locator("#filter-error").is_hidden()
@@ -77,12 +77,12 @@ def test_runs_table_filter_sort_compare(signed_in_page, owner, tracked, screensh
     page.wait_for_selector("#filter-error:not([hidden])")
     assert page.input_value("#run-filter") == "metrics.rmse <"
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tr.run-row').length === 4")
     assert page.input_value("#run-filter") == ""
     page.go_forward()
     page.wait_for_selector("#filter-error:not([hidden])")
     page.go_back()
-    page.wait_for_function("document.querySelectorAll('#runs-table tr.run-row').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tr.run-row').length === 4")
 
     # Compare two runs from the table.
     page.check(f"input[name=runs][value='{runs[0].run_uuid}']")
@@ -91,10 +91,10 @@ def test_runs_table_filter_sort_compare(signed_in_page, owner, tracked, screensh
     page.wait_for_url(re.compile(r"/runs/compare/"))
     assert page.locator("#compare-chart svg.chart").count() == 1
     page.select_option("#compare-metric", "r2")
-    page.wait_for_function("location.search.includes('metric=r2')")
+    page.wait_for_function("() => location.search.includes('metric=r2')")
     assert page.locator("#compare-chart svg.bars").count() == 1
     page.select_option("#scatter-y", "metrics.rmse")
-    page.wait_for_function("location.search.includes('y=metrics.rmse')")
+    page.wait_for_function("() => location.search.includes('y=metrics.rmse')")
     assert page.locator("#compare-scatter circle").count() == 2
     screenshot(page, "run-compare")
 

@@ -4,6 +4,7 @@ import logging
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,14 @@ def celery_worker(transactional_db, settings):
     switched off for the test. PostgreSQL only (the worker must see the test database): skipped on
     SQLite unless STAGEGATE_REQUIRE_SERVICES=1, where it fails instead.
     """
+    with running_worker(settings) as proc:
+        yield proc
+
+
+@contextmanager
+def running_worker(settings, *, queues: dict[str, str] | None = None, env: dict | None = None):
+    """Start the worker (the `celery_worker` fixture). `queues` maps routed queues (CELERY_TASK_ROUTES)
+    to queues of this run's own, which the same worker serves; `env` adds variables for it."""
     from config.celery import app
 
     db = connection.settings_dict
@@ -175,7 +184,7 @@ def celery_worker(transactional_db, settings):
     port = db.get("PORT") or 5432
     password = db.get("PASSWORD") or ""
     auth = f"{user}:{password}@" if password else f"{user}@"
-    env = {
+    env_extra, env = env, {
         **os.environ,
         "DATABASE_URL": f"postgres://{auth}{host}:{port}/{db['NAME']}",
         "CELERY_BROKER_URL": _redis_url(),
@@ -184,10 +193,13 @@ def celery_worker(transactional_db, settings):
         "STAGEGATE_ARTIFACT_ROOT": str(settings.STORAGES["artifacts"]["OPTIONS"]["location"]),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
+    env.update(env_extra or {})
+    served = [queue, *(queues or {}).values()]
+    routes = app.conf.task_routes
     log_path = Path(settings.STORAGES["artifacts"]["OPTIONS"]["location"]).parent / "celery-worker.log"
     log_file = open(log_path, "w")
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--pool", "threads", "-c", "2", "-Q", queue,
+        [str(ROOT / ".venv/bin/celery"), "-A", "config", "worker", "--pool", "threads", "-c", "2", "-Q", ",".join(served),
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
         cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
     )
@@ -201,9 +213,13 @@ def celery_worker(transactional_db, settings):
             if time.time() > deadline:
                 raise RuntimeError("celery worker did not start:\n" + log_path.read_text())
             time.sleep(0.2)
+        if queues:
+            app.conf.task_routes = {name: {"queue": queues.get(route["queue"], route["queue"])}
+                                    for name, route in (routes or {}).items()}
         previous = route_producer(app, broker_url=_redis_url(), queue=queue)
         yield proc
     finally:
+        app.conf.task_routes = routes
         if previous is not None:
             restore_producer(app, previous)
         proc.terminate()  # warm shutdown: running tasks finish

@@ -54,7 +54,8 @@ def test_create_registered_model_errors(api, anon_api):
     err(api.post("registered-models/create", {}), 400, "INVALID_PARAMETER_VALUE", missing)
     err(api.post("registered-models/create", {"name": ""}), 400, "INVALID_PARAMETER_VALUE", missing)
     bad = api.client.post("/api/2.0/mlflow/registered-models/create", "{not json", content_type="application/json", **api.headers)
-    err(bad, 400, "INVALID_PARAMETER_VALUE", missing)
+    assert err(bad, 400, "INVALID_PARAMETER_VALUE")["message"].startswith("Malformed JSON request body:")
+    assert not RegisteredModel.objects.exclude(name="m").exists()
     err(
         api.post("registered-models/create", {"name": 123}),
         400,

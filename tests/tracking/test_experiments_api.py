@@ -33,7 +33,8 @@ def test_create_and_get_shapes(api, owner):
     assert by_name["experiment"]["experiment_id"] == exp_id
 
 
-def test_create_honours_client_artifact_location(api):
+def test_create_honours_an_admins_artifact_location(api_for, admin):
+    api = api_for(admin)
     exp_id = create(api, "custom", artifact_location="s3://bucket/path")
     exp = api.get("experiments/get", {"experiment_id": exp_id}).json()["experiment"]
     assert exp["artifact_location"] == "s3://bucket/path"

@@ -57,7 +57,7 @@ def test_metric_items_garbage(api, ids):
 def test_not_json_and_wrong_content_type(api, ids):
     response = api.client.post("/api/2.0/mlflow/runs/log-batch", "{not json", content_type="application/json", **api.headers)
     assert response.status_code == 400
-    assert response.json()["message"].startswith("Missing value for required parameter 'run_id'")
+    assert response.json()["message"].startswith("Malformed JSON request body:")
     response = api.client.post("/api/2.0/mlflow/runs/create", "{}", content_type="text/plain", **api.headers)
     assert response.status_code == 400
     assert response.json()["message"] == "Bad Request. Content-Type must be one of ['application/json']."

@@ -52,7 +52,7 @@ def test_create_shape(api, exp_id, owner):
     assert info["run_uuid"] == info["run_id"] and len(info["run_id"]) == 32
     assert info["experiment_id"] == exp_id
     assert info["run_name"] == "lr-run-1"
-    assert info["user_id"] == "owner"  # the authenticated user, not the client's claim
+    assert info["user_id"] == "someone-else"  # MLflow's: the client's claim
     assert info["status"] == "RUNNING"
     assert info["start_time"] == 1795727805547
     assert info["artifact_uri"] == f"mlflow-artifacts:/{exp_id}/{info['run_id']}/artifacts"
@@ -61,6 +61,18 @@ def test_create_shape(api, exp_id, owner):
     assert run["data"] == {"tags": [{"key": "mlflow.user", "value": "root"}, {"key": "mlflow.runName", "value": "lr-run-1"}]}
     assert run["inputs"] == {} and run["outputs"] == {}
     assert Run.objects.get(pk=info["run_id"]).owner == owner
+
+
+def test_user_id_follows_mlflow_and_the_owner_stays_the_caller(api, exp_id, owner):
+    """user_id: the field, else the mlflow.user tag, else the caller's username; owner: always the caller."""
+    tagged = api.post("runs/create", {"experiment_id": exp_id, "tags": [{"key": "mlflow.user", "value": "alice"}]}).json()["run"]
+    plain = api.post("runs/create", {"experiment_id": exp_id}).json()["run"]
+    assert tagged["info"]["user_id"] == "alice" and plain["info"]["user_id"] == "owner"
+    assert get_run(api, tagged["info"]["run_id"])["info"]["user_id"] == "alice"
+    assert {r.owner for r in Run.objects.filter(pk__in=[tagged["info"]["run_id"], plain["info"]["run_id"]])} == {owner}
+    found = api.post("runs/search", {"experiment_ids": [exp_id], "filter": "attributes.user_id = 'alice'"}).json()["runs"]
+    assert [r["info"]["run_id"] for r in found] == [tagged["info"]["run_id"]]
+    assert error(api.post("runs/create", {"experiment_id": exp_id, "user_id": 5})) .startswith('Invalid value 5 for parameter')
 
 
 def test_run_name_from_tag_or_generated(api, exp_id):

@@ -1,5 +1,6 @@
 """The real mlflow client against live_server: the tracking calls a training script makes."""
 
+import getpass
 import math
 
 import pytest
@@ -8,6 +9,8 @@ pytestmark = [pytest.mark.client, pytest.mark.django_db(transaction=True)]
 
 
 def test_tracking_flow_with_real_client(mlflow_client):
+    from tracking.models import Run
+
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -33,7 +36,8 @@ def test_tracking_flow_with_real_client(mlflow_client):
             )
 
     got = mlflow_client.get_run(run_ids["good"])
-    assert got.info.user_id == "owner"
+    assert got.info.user_id == getpass.getuser()  # the client's mlflow.user, as on MLflow's server
+    assert Run.objects.get(pk=got.info.run_id).owner.username == "owner"  # who authenticated
     assert got.info.status == "FINISHED" and got.info.end_time
     assert got.info.run_name == "good"
     assert got.data.params == {"model": "lr", "alpha": "0.1", "features": "alcohol", "n_features": "1"}

@@ -196,7 +196,7 @@ def test_run_page_renders_everything(web, run, experiment):
     assert ">team</th>" in html  # tags
     assert html.count('<svg class="chart"') == 1  # rmse has a history; r2 is one value
     assert 'id="artifacts"' in html and "No artifacts" in html
-    assert "No model version was registered" in html
+    assert "none registered from this run" in html
 
 
 def test_run_page_missing_is_404_and_post_is_405(web, db):
@@ -301,7 +301,7 @@ def test_compare_chart_htmx_swaps_only_the_chart(web, owner, experiment):
     b = data.run(owner, experiment, name="b", metrics={"rmse": [0.6, 0.3]})
     response = web.get("/runs/compare/", {"runs": [a.run_uuid, b.run_uuid], "metric": "rmse"}, **htmx("compare-chart"))
     html = response.content.decode()
-    assert html.strip().startswith('<div id="compare-chart">') and "<html" not in html
+    assert html.strip().startswith('<div id="compare-chart"') and "<html" not in html
     assert html.count("<polyline") == 2
 
 
@@ -347,7 +347,7 @@ def test_run_page_charts_at_most_max_charts_unless_asked(web, owner, experiment,
     monkeypatch.setattr(views, "MAX_CHARTS", 2)
     run = data.run(owner, experiment, name="wide", metrics={f"m{i}": [1.0, 2.0] for i in range(4)})
     html = web.get(f"/runs/{run.run_uuid}/").content.decode()
-    assert html.count('<svg class="chart"') == 2 and "Show 2 more charts" in html
+    assert html.count('<svg class="chart"') == 2 and "Show 2 more metrics" in html
     assert web.get(f"/runs/{run.run_uuid}/", {"charts": "all"}).content.decode().count('<svg class="chart"') == 4
 
 
@@ -443,7 +443,7 @@ def test_run_page_asks_the_registry_which_versions_the_viewer_may_see(web, owner
     # Which versions a user may see is the registry's decision, never the reverse relation.
     monkeypatch.setattr(registry_access, "model_versions_visible_to", lambda user, **kw: ModelVersion.objects.none())
     html = web.get(f"/runs/{run.run_uuid}/").content.decode()
-    assert "private-model" not in html and "No model version was registered" in html
+    assert "private-model" not in html and "none registered from this run" in html
 
 
 # --------------------------------------------------------------------------- run actions (POST)
@@ -540,3 +540,16 @@ def test_created_header_toggles_the_default_newest_first_order(web, owner, exper
     link = response.context["columns"]["start_time"]
     assert "dir=asc" in link
     assert [r["run"].name for r in web.get(url + link).context["rows"]] == ["old", "new"]
+
+
+def test_run_user_id_and_the_account_that_created_it(web, owner, experiment, run):
+    """MLflow's user_id is the client's claim; the authenticated creator is shown beside it when they differ."""
+    from tracking import services
+
+    claimed = services.create_run(user=owner, experiment=experiment, run_name="claimed", tags=[{"key": "mlflow.user", "value": "ci-bot"}])
+    html = web.get(f"/runs/{claimed.run_uuid}/").content.decode()
+    assert "ci-bot" in html and "created by owner" in html
+    assert "created by" not in web.get(f"/runs/{run.run_uuid}/").content.decode()  # user_id is the owner's name
+    table = web.get(f"/experiments/{experiment.pk}/").content.decode()
+    assert "ci-bot <span" in table and "(owner)" in table
+    assert table.count("(owner)") == 1

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0002_level_permissions'),
+        ('approvals', '0004_evaluation_datasets_and_signatures'),
     ]
 
     operations = [

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from approvals.demo import load_evaluation_demo, load_governance_demo
 from registry.demo import MODEL_NAME, load_demo
 from registry.models import RegisteredModel
 
@@ -26,9 +27,12 @@ class Command(BaseCommand):
         model = load_demo(user=owner)
         versions = ", ".join(f"v{v.version} {v.current_stage} {v.status}" for v in model.versions.order_by("version"))
         self.stdout.write(self.style.SUCCESS(f"Demo loaded: {MODEL_NAME} ({versions})"))
+        # Server-side evaluation first, so the request below carries the evaluation's verdict.
+        for ev in load_evaluation_demo(admin=owner):
+            rmse = ev.metrics.get("rmse")
+            self.stdout.write(f"Evaluated v{ev.version.version} on {ev.dataset.name}: {ev.status}"
+                              + (f", rmse {rmse:.4f}" if rmse is not None else f" ({ev.message})"))
         # Governance on top: users scientist and reviewer, a Production policy, a pending request.
-        from approvals.demo import load_governance_demo
-
         governance = load_governance_demo(admin=owner)
         for name, password in governance["passwords"].items():
             self.stdout.write(self.style.WARNING(
