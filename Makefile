@@ -11,6 +11,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 WORKERS ?= 2
+# The address mails link to (pages and API answers use the host each request reached).
+export STAGEGATE_BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: help run test install serve migrate bootstrap test-deps clean
 
@@ -39,7 +41,7 @@ bootstrap: install
 	$(PY) manage.py bootstrap --migrate --demo --collectstatic
 
 run: bootstrap
-	@echo "Stagegate on http://127.0.0.1:$(PORT)  (MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT))"
+	@echo "Stagegate on http://127.0.0.1:$(PORT)  (MLFLOW_TRACKING_URI=http://127.0.0.1:$(PORT); mails link to $(STAGEGATE_BASE_URL))"
 	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(PORT) --workers $(WORKERS) --threads 4 \
 	  --worker-class gthread --timeout 300 --keep-alive 30 --access-logfile - \
 	  --limit-request-line 0 --limit-request-field_size 16384

@@ -8,10 +8,9 @@ work unchanged after install).
 
 from dataclasses import asdict, dataclass, field
 
-from django.conf import settings
-
 from core import permissions as perms
 from core.errors import PermissionDenied
+from core.links import absolute_url
 
 
 @dataclass
@@ -171,8 +170,7 @@ def transition_level(from_stage: str, to_stage: str) -> str:
 
 
 def request_paths(*, model_name: str, version: int) -> tuple[str, str]:
-    base = settings.STAGEGATE_BASE_URL.rstrip("/") if getattr(settings, "STAGEGATE_BASE_URL", "") else ""
-    return "POST /api/2.0/mlflow/transition-requests/create", f"{base}/models/{model_name}/versions/{version}/"
+    return "POST /api/2.0/mlflow/transition-requests/create", absolute_url(f"/models/{model_name}/versions/{version}/")
 
 
 def check_direct_transition(*, version, stage: str, user) -> None:

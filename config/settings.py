@@ -67,6 +67,8 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Behind a proxy that rewrites Host: take the host (for links in pages and API answers) from X-Forwarded-Host.
+USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", False)
 
 # Behind a TLS-terminating proxy: set DJANGO_SECURE=true (and the proxy must send X-Forwarded-Proto).
 SECURE = env_bool("DJANGO_SECURE", False)
@@ -124,6 +126,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Links in pages and guiding errors use the address the user reached (core/links.py).
+    "core.links.RequestLinksMiddleware",
     # Last: turns a sign-in refused for a lockout into core.auth.lockout_response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -134,6 +138,7 @@ API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.links.RequestLinksMiddleware",
 ]
 
 # Larger request bodies get 413 RESOURCE_EXHAUSTED on the API. MLflow's server takes JSON bodies with
@@ -367,8 +372,9 @@ STAGEGATE_DB_ALIVE_BYPASS_MS = env_int("STAGEGATE_DB_ALIVE_BYPASS_MS", 1000)
 # After a registry write commits, its process asks for the background run (event dispatch, registration)
 # this much later, together with the other writes of that moment (registry/events.py; 0 = at once).
 STAGEGATE_PUBLISH_DELAY_MS = env_int("STAGEGATE_PUBLISH_DELAY_MS", 20)
-# Base URL used in links sent by mail and in guiding error messages.
-STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", "http://127.0.0.1:8000")
+# The public address for links in mails (no request to take a host from); pages and API answers
+# link to the host the user reached (core/links.py). `make run` derives it from PORT.
+STAGEGATE_BASE_URL = env_str("STAGEGATE_BASE_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}")
 # The header's review-inbox count: pending requests the signed-in user may decide.
 STAGEGATE_REVIEW_INBOX_COUNTER = "approvals.views.inbox_count"
 

@@ -1,5 +1,6 @@
 """Small helpers every app's HTML views share (tracking, registry, approvals, monitoring)."""
 
+import html
 from datetime import UTC, datetime
 
 import markdown
@@ -74,3 +75,12 @@ def relative_time(value: datetime | None) -> str:
     if (timezone.now() - value).total_seconds() < 60:
         return "just now"
     return f"{timesince(value, depth=1)} ago"
+
+
+def markdown_snippet(text: str | None, length: int = 140) -> str:
+    """The plain text of a Markdown description (no `**`, `#`, links' URLs), cut at a word: a list-row snippet."""
+    if not text:
+        return ""
+    plain = html.unescape(nh3.clean(markdown.markdown(text[:4000]), tags=set()))
+    plain = " ".join(plain.split())
+    return plain if len(plain) <= length else plain[:length].rsplit(" ", 1)[0] + "…"

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from core import links
 from core.errors import InvalidParameter, PermissionDenied
 from core.validation import check_int64
 from monitoring import access, catalog, security
@@ -663,7 +664,7 @@ def send_digest(*, user_id: int) -> int:
     lines = list(Notification.objects.filter(batch=batch).order_by("created_at", "id"))
     if user is None or not user.email:
         return 0
-    base = _setting("STAGEGATE_BASE_URL", "").rstrip("/")
+    base = links.base_url()
     reasons = dict(Notification.REASONS)
     body = [f"Hello {user.get_username()},", "", f"{len(lines)} change(s) in the Stagegate model registry:", ""]
     for line in lines:

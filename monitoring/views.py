@@ -8,7 +8,9 @@ from django.http import Http404, HttpResponse, HttpResponseForbidden, StreamingH
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
+from core import permissions as perms
 from core.errors import DoesNotExist, InvalidParameter, MlflowError, PermissionDenied
 from monitoring import access, audit, catalog, services
 from monitoring.models import AuditRecord, Watch, Webhook, WebhookDelivery
@@ -25,9 +27,9 @@ def _fail(error: MlflowError):
 
 
 class WebhookForm(forms.Form):
-    flavor = forms.ChoiceField(choices=Webhook.FLAVORS, initial=Webhook.MLFLOW)
+    flavor = forms.ChoiceField(label="API style", choices=Webhook.FLAVORS, initial=Webhook.MLFLOW)
     name = forms.CharField(max_length=63, required=False, help_text="Required for MLflow-style webhooks.")
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
     events = forms.MultipleChoiceField(
         # Prompt and budget events are accepted on MLflow's API for compatibility but never fire here.
         choices=[
@@ -43,6 +45,20 @@ class WebhookForm(forms.Form):
     secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                              help_text="Signs every delivery. Stored encrypted, never shown; leave empty to keep.")
     status = forms.ChoiceField(choices=Webhook.STATUSES, initial=Webhook.ACTIVE)
+
+
+EVENT_GROUP_HELP = {
+    "MLflow-style": "For MLflow-style webhooks (MLflow's event names, X-MLflow-Signature).",
+    "Databricks-style": "For Databricks-style webhooks (Databricks' event names, X-Databricks-Signature).",
+    "Databricks-style, Stagegate only": "Also for Databricks-style webhooks: request decisions, deletions and alias changes.",
+}
+
+
+def _event_groups(form) -> list[dict]:
+    """The events checkboxes grouped by style, with what is ticked (the bound value, else the initial one)."""
+    chosen = set(form["events"].value() or [])
+    return [{"label": label, "help": EVENT_GROUP_HELP.get(label, ""), "events": [(name, name in chosen) for name, _ in options]}
+            for label, options in form.fields["events"].choices]
 
 
 def _webhook_rows(user):
@@ -65,8 +81,11 @@ def webhook_list(request):
             form.add_error(None, error.message)
         else:
             messages.success(request, "Webhook created.")
+            if request.htmx:  # a new page, not a page swapped into the form
+                return HttpResponseClientRedirect(reverse("monitoring:webhook_detail", args=[hook.pk]))
             return redirect("monitoring:webhook_detail", webhook_id=hook.pk)
-    ctx = {"webhooks": _webhook_rows(request.user), "form": form, "nav_section": "models", "is_admin": access.is_admin(request.user)}
+    ctx = {"webhooks": _webhook_rows(request.user), "form": form, "event_groups": _event_groups(form), "nav_section": "webhooks",
+           "is_admin": access.is_admin(request.user)}
     if request.htmx and request.method == "POST":
         return render(request, "monitoring/webhook_list.html#webhook-form", ctx)
     return render(request, "monitoring/webhook_list.html", ctx)
@@ -96,7 +115,7 @@ def webhook_detail(request, webhook_id):
             messages.success(request, "Webhook saved.")
             return redirect("monitoring:webhook_detail", webhook_id=hook.pk)
     deliveries = hook.deliveries.order_by("-created_at", "-id")[:20]
-    ctx = {"hook": hook, "form": form, "deliveries": deliveries, "nav_section": "models"}
+    ctx = {"hook": hook, "form": form, "event_groups": _event_groups(form), "deliveries": deliveries, "nav_section": "webhooks"}
     return render(request, "monitoring/webhook_detail.html", ctx)
 
 
@@ -152,7 +171,7 @@ def delivery_list(request):
     if f["model"]:
         qs = qs.filter(model_name=f["model"])
     page = Paginator(qs.order_by("-created_at", "-id"), 50).get_page(request.GET.get("page"))
-    ctx = {"page": page, "filters": f, "statuses": [s for s, _ in WebhookDelivery.STATUSES], "nav_section": "models"}
+    ctx = {"page": page, "filters": f, "statuses": [s for s, _ in WebhookDelivery.STATUSES], "nav_section": "webhooks"}
     if request.htmx:
         return render(request, "monitoring/delivery_list.html#delivery-table", ctx)
     return render(request, "monitoring/delivery_list.html", ctx)
@@ -175,7 +194,7 @@ def delivery_detail(request, delivery_id):
     except MlflowError as error:
         return _fail(error)
     return render(request, "monitoring/delivery_detail.html",
-                  {"delivery": delivery, "attempts": delivery.attempt_log.all(), "nav_section": "models"})
+                  {"delivery": delivery, "attempts": delivery.attempt_log.all(), "nav_section": "webhooks"})
 
 
 @require_POST
@@ -215,7 +234,7 @@ def audit_log(request):
     except InvalidParameter as exc:
         qs, error = AuditRecord.objects.none(), exc.message
     page = Paginator(qs.order_by("-seq", "-id"), 50).get_page(request.GET.get("page"))
-    ctx = {"page": page, "filters": filters, "error": error, "nav_section": "models", "query": request.GET.urlencode()}
+    ctx = {"page": page, "filters": filters, "error": error, "nav_section": "audit", "query": request.GET.urlencode()}
     if request.htmx:
         return render(request, "monitoring/audit_log.html#audit-table", ctx)
     ctx["verdict"], ctx["verified_at"] = _chain_state(force=request.GET.get("verify") == "1")
@@ -315,7 +334,8 @@ def model_history(request, name):
     from registry.services import stage_names
 
     stages = [s for s in stage_names() if s != "None"]
-    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models", "stages": stages}
+    ctx = {"model": model, "q": q, "answer": answer, "error": error, "nav_section": "models", "stages": stages, "tab": "history",
+           "can_manage": perms.at_least(perms.effective_level(request.user, model), perms.CAN_MANAGE)}
     if request.htmx:
         return render(request, "monitoring/model_history.html#point-in-time", ctx)
     return render(request, "monitoring/model_history.html", ctx)

@@ -25,7 +25,7 @@ from core.api import keyset_page
 from core.errors import DoesNotExist, InvalidParameter, MlflowError
 from core.pages import ms_to_datetime, page_links, query_string, wants_partial  # noqa: F401  (re-exported to approvals' views)
 from core.pages import or_404 as _or_404
-from core.pages import render_markdown
+from core.pages import markdown_snippet, render_markdown
 from core.validation import loads_bounded
 from registry import access, reads, services
 from registry.models import (
@@ -63,6 +63,10 @@ def get_model(user, name: str, min_level: str = perms.CAN_READ) -> tuple[Registe
 def get_version(user, name: str, version: int, min_level: str = perms.CAN_READ) -> tuple[ModelVersion, str]:
     mv = _or_404(access.get_model_version_at_level, user, name, version, min_level=min_level)
     return mv, perms.effective_level(user, mv.registered_model)
+
+
+# Stage chips in lists: the version serving traffic first.
+STAGE_ORDER = {"Production": 0, "Staging": 1, "None": 2, "Archived": 4}
 
 
 def model_url(model) -> str:
@@ -163,9 +167,11 @@ def model_list(request):
         rows, next_token, page_error = [], None, exc.message
     latest = _latest_per_stage([m.pk for m in rows])
     for model in rows:
-        model.latest = latest.get(model.pk, [])
+        model.latest = sorted(latest.get(model.pk, []), key=lambda mv: (STAGE_ORDER.get(mv.current_stage, 3), -mv.version))
         model.updated = ms_to_datetime(model.last_updated_timestamp)
         model.url = model_url(model)
+        model.snippet = markdown_snippet(model.description)
+        model.shown_tags = [t for t in model.tags.all() if not t.key.startswith("mlflow.")]
 
     def sort_link(field: str, first: str) -> str:
         """Clicking the sorted column flips it; another column starts in its natural direction."""
@@ -202,16 +208,38 @@ def _versions_page(request, model) -> dict:
     aliases = defaultdict(list)
     for pk, alias in RegisteredModelAlias.objects.filter(version__in=[v.pk for v in rows]).values_list("version_id", "alias"):
         aliases[pk].append(alias)
+    run_names, key_metric, metric_of = _source_runs(model, rows)
     for mv in rows:
         mv.alias_names = sorted(aliases.get(mv.pk, []))
         mv.created = ms_to_datetime(mv.creation_timestamp)
         mv.url = version_url(model.name, mv.version)
+        mv.run_name = run_names.get(mv.run_id, "")
+        value = metric_of.get(mv.run_id)
+        mv.key_metric_value = None if value is None else f"{value:.4g}"
     return {
         "versions": rows,
+        "key_metric": key_metric,
         "stage_filter": stage,
         "versions_error": error,
         **page_links(request, next_token),
     }
+
+
+def _source_runs(model, versions) -> tuple[dict, str, dict]:
+    """({run id: run name}, the key metric, {run id: its value}) for a page of versions, in two queries.
+    The key metric is the model's `key_metric` tag, else the first (alphabetical) metric the runs log."""
+    from tracking.models import LatestMetric, Run
+
+    run_ids = {mv.run_id for mv in versions if mv.run_id}
+    if not run_ids:
+        return {}, "", {}
+    names = dict(Run.objects.filter(run_uuid__in=run_ids).values_list("run_uuid", "name"))
+    wanted = next((t.value for t in model.tags.all() if t.key == "key_metric"), "")
+    metrics = defaultdict(dict)
+    for rid, key, value in LatestMetric.objects.filter(run_id__in=run_ids).values_list("run_id", "key", "value"):
+        metrics[key][rid] = value
+    key = wanted if wanted in metrics else min(metrics, default="")
+    return names, key, metrics.get(key, {})
 
 
 def _model_meta_context(request, model, level, *, form: dict | None = None) -> dict:
@@ -236,12 +264,19 @@ def _model_with_meta(user, name, min_level=perms.CAN_READ):
     return model, level
 
 
-def _activity_feed(model) -> list[Event]:
-    events = list(Event.objects.filter(model=model).select_related("actor").order_by("-id")[:ACTIVITY_ON_PAGE])
+def _activity_feed(model, before: str | None = None) -> dict:
+    """One page of the model's events, newest first, older than event id `before`; and the cursor of the next page."""
+    events = Event.objects.filter(model=model).select_related("actor").order_by("-id")
+    cursor = int(before) if before and before.isdigit() else None
+    if cursor is not None:
+        events = events.filter(id__lt=cursor)
+    events = list(events[:ACTIVITY_ON_PAGE + 1])
+    older = events[ACTIVITY_ON_PAGE - 1].id if len(events) > ACTIVITY_ON_PAGE else None
+    events = events[:ACTIVITY_ON_PAGE]
     for event in events:
         event.when = ms_to_datetime(event.created)
         event.label = event.type.replace("_", " ").replace(".", ": ")
-    return events
+    return {"activity": events, "activity_older": older, "activity_paged": cursor is not None}
 
 
 @require_GET
@@ -249,12 +284,15 @@ def model_detail(request, name: str):
     model, level = _model_with_meta(request.user, name)
     if wants_partial(request, "versions-table") and request.htmx.target == "versions-table":
         return render(request, "registry/model_detail.html#versions-table", {"model": model, **_versions_page(request, model)})
+    feed = _activity_feed(model, request.GET.get("activity_before"))
+    if wants_partial(request, "activity-feed") and request.htmx.target == "activity-feed":
+        return render(request, "registry/model_detail.html#activity-feed", {"model": model, **feed})
     context = {
         **_model_meta_context(request, model, level),
         **_versions_page(request, model),
         "level": level,
         "stages": services.stage_names(),
-        "activity": _activity_feed(model),
+        **feed,
         "can_manage": perms.at_least(level, perms.CAN_MANAGE),
         **contributed("model_detail", request, model=model, level=level),
         "created": ms_to_datetime(model.creation_timestamp),
@@ -274,7 +312,7 @@ def _meta_response(request, name: str, *, error: str = "", form: dict | None = N
     if error:
         context = {
             **_model_meta_context(request, model, level, form=form), **_versions_page(request, model), "level": level,
-            "stages": services.stage_names(), "activity": _activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
+            "stages": services.stage_names(), **_activity_feed(model), "can_manage": perms.at_least(level, perms.CAN_MANAGE),
             **contributed("model_detail", request, model=model, level=level), "tab": "overview",
         }
         return render(request, "registry/model_detail.html", context)
@@ -546,7 +584,7 @@ def model_version_compare(request, name: str):
     """Two or more versions side by side: source-run params and metrics, tags, signature, requirements."""
     from tracking.models import LatestMetric, Param
 
-    model, _ = get_model(request.user, name)
+    model, level = get_model(request.user, name)
     wanted = []
     for raw in request.GET.getlist("versions"):
         for part in raw.split(","):
@@ -608,6 +646,8 @@ def model_version_compare(request, name: str):
         "all_query": query_string(request, diff=None),
         "all_versions": list(ModelVersion.objects.filter(registered_model=model).order_by("-version").values_list("version", flat=True)[:200]),
         "wanted": wanted,
+        "tab": "compare",
+        "can_manage": perms.at_least(level, perms.CAN_MANAGE),
     }
     template = "registry/model_version_compare.html"
     return render(request, template + "#compare-table" if wants_partial(request, "compare-table") else template, context)

@@ -27,7 +27,7 @@ def wine(owner, api_for):
     """lr_wine_quality with the hold-out dataset attached over the API (no versions yet)."""
     registry.create_registered_model(name=MODEL, user=owner)
     response = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {
-        "name": MODEL, "dataset": "wine-holdout", "target": "target", "task": "regression",
+        "name": MODEL, "dataset": "wine-holdout", "target": "quality", "task": "regression",
         "metrics": ["rmse", "mae", "r2"], "content": holdout_csv().decode(), "filename": "holdout.csv",
     })
     assert response.status_code == 200, response.content
@@ -48,7 +48,7 @@ def test_datasets_api_permissions_and_immutability(wine, owner, people, api_for)
     listed = api_for(people["reader"]).get("/api/2.0/stagegate/evaluation-datasets", {"name": MODEL})
     assert listed.status_code == 200
     [ds] = listed.json()["datasets"]
-    assert (ds["name"], ds["rows"], ds["target"], len(ds["digest"])) == ("wine-holdout", 45, "target", 64)
+    assert (ds["name"], ds["rows"], ds["target"], len(ds["digest"])) == ("wine-holdout", 400, "quality", 64)
     body = {"name": MODEL, "dataset": "other", "target": "target", "task": "regression", "content": "a,target\n1,2\n"}
     denied = api_for(people["editor"]).post("/api/2.0/stagegate/evaluation-datasets", body)
     assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
@@ -79,12 +79,12 @@ def test_datasets_api_permissions_and_immutability(wine, owner, people, api_for)
     assert response.json()["dataset"]["format"] == "parquet" and response.json()["dataset"]["metrics"] == ["accuracy", "f1"]
     # Unused: replaceable. Used: immutable.
     assert api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "small"}).status_code == 200
-    mv = registry.create_model_version(name=MODEL, source="mlflow-artifacts:/nowhere", user=owner)
+    mv = registry.create_model_version(name=MODEL, source="s3://bucket/nowhere", user=owner)
     used = EvaluationDataset.objects.get(name="wine-holdout")
     Evaluation.objects.create(version=mv, dataset=used, dataset_digest=used.digest, status="FAILED")
     again = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {**body, "dataset": "wine-holdout"})
     assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"
-    assert EvaluationDataset.objects.get(name="wine-holdout").row_count == 45
+    assert EvaluationDataset.objects.get(name="wine-holdout").row_count == 400
     # The task on a finished evaluation (a redelivered message) does nothing.
     finished = Evaluation.objects.get()
     assert evaluation.run_evaluation(evaluation_id=finished.pk).status == "FAILED" and Evaluation.objects.count() == 1
@@ -119,7 +119,7 @@ def test_run_on_demand_and_a_signature_mismatch_fails(owner, people, api_for):
     assert response.status_code == 200, response.content
     [ev] = response.json()["evaluations"]
     assert ev["status"] == "FAILED" and ev["trigger"] == "manual" and ev["requested_by"] == "owner"
-    assert "input signature mismatch: the dataset lacks color_intensity" in ev["message"]
+    assert "input signature mismatch: the dataset lacks fixed_acidity, volatile_acidity" in ev["message"]
     v.refresh_from_db()
     assert v.status == "READY"
     missing = api_for(owner).post("/api/2.0/stagegate/evaluations/run", {"name": MODEL, "version": "1", "dataset": "nope"})
@@ -259,7 +259,7 @@ def test_evaluation_panel_datasets_panel_and_inbox_verdicts(owner, people, clien
 
     v1 = make_version(MODEL, stage="Production")
     v2 = make_version(MODEL)
-    dataset = evaluation.attach_evaluation_dataset(user=owner, model_name=MODEL, name="wine-holdout", target="target",
+    dataset = evaluation.attach_evaluation_dataset(user=owner, model_name=MODEL, name="wine-holdout", target="quality",
                                                    task="regression", data=holdout_csv(), filename="holdout.csv")
     wine = dataset.model
     assert not Evaluation.objects.exists()  # the versions were READY before the dataset came

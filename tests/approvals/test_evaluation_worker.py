@@ -57,7 +57,7 @@ def test_tutorial_versions_evaluated_by_the_worker_and_beats_holder(evaluation_w
     client = mlflow_client
     client.create_registered_model(MODEL)
     response = api_for(owner).post("/api/2.0/stagegate/evaluation-datasets", {
-        "name": MODEL, "dataset": "wine-holdout", "target": "target", "task": "regression",
+        "name": MODEL, "dataset": "wine-holdout", "target": "quality", "task": "regression",
         "content": holdout_csv().decode(), "filename": "wine-holdout.csv"})
     assert response.status_code == 200, response.content
     mlflow.set_experiment("wine-quality")

@@ -274,7 +274,10 @@ def test_every_endpoint_survives_generated_input(admin, caplog):
             tried[route] += 1
             statuses[response.status_code // 100 * 100] += 1
             problem = None
-            if response.status_code >= 500:
+            # MLflow's own deliberate answer for multipart/presigned transfers the store cannot do is a
+            # 501 NOT_IMPLEMENTED with its error JSON: a refusal, not a failure.
+            deliberate_501 = response.status_code == 501 and b'"NOT_IMPLEMENTED"' in response.content
+            if response.status_code >= 500 and not deliberate_501:
                 problem = "5xx"
             elif response.status_code >= 400:
                 try:

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_evaluation_panel_rerun_in_place(signed_in_page, owner):
     registry.create_registered_model(name="lr_wine_quality", user=owner)
     registry.create_model_version(name="lr_wine_quality", source=write_files(wine_files(2)[0]), user=owner)
-    evaluation.attach_evaluation_dataset(user=owner, model_name="lr_wine_quality", name="wine-holdout", target="target",
+    evaluation.attach_evaluation_dataset(user=owner, model_name="lr_wine_quality", name="wine-holdout", target="quality",
                                          task="regression", data=holdout_csv(), filename="wine-holdout.csv")
     page = signed_in_page(owner)
     page.goto("/models/lr_wine_quality/versions/1/")

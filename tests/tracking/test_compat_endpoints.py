@@ -74,8 +74,12 @@ def test_list_run_artifacts_errors_and_access(api, api_for, reader, outsider, ru
 
 
 def test_a_root_pointing_into_an_unreadable_experiment_lists_nothing(api_for, owner, outsider, run, run_files):
-    """An experiment created with someone else's folder as its location reads nothing of it."""
-    theirs = services.create_experiment(user=outsider, name="sneaky", artifact_location=f"mlflow-artifacts:/{run.experiment_id}")
+    """A run pointed at someone else's folder reads nothing of it (nor may an experiment be created there)."""
+    from core.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter):
+        services.create_experiment(user=outsider, name="sneaky", artifact_location=f"mlflow-artifacts:/{run.experiment_id}")
+    theirs = services.create_experiment(user=outsider, name="sneaky")
     sneaky_run = services.create_run(user=outsider, experiment=theirs)
     sneaky_run.artifact_uri = run.artifact_uri
     sneaky_run.save()
@@ -84,9 +88,11 @@ def test_a_root_pointing_into_an_unreadable_experiment_lists_nothing(api_for, ow
     assert as_outsider.get("/get-artifact", {"run_id": sneaky_run.run_uuid, "path": "notes.txt"}).status_code == 404
 
 
-def test_external_root_is_listed_empty_and_never_fetched(api, owner):
-    experiment = services.create_experiment(user=owner, name="on-s3", artifact_location="s3://bucket/path")
-    run = services.create_run(user=owner, experiment=experiment)
+def test_external_root_is_listed_empty_and_never_fetched(api_for, admin):
+    # Only a superuser may give an experiment an outside location.
+    api = api_for(admin)
+    experiment = services.create_experiment(user=admin, name="on-s3", artifact_location="s3://bucket/path")
+    run = services.create_run(user=admin, experiment=experiment)
     assert api.get("artifacts/list", {"run_id": run.run_uuid}).json() == {"root_uri": f"s3://bucket/path/{run.run_uuid}/artifacts"}
     assert error(api.get("/get-artifact", {"run_id": run.run_uuid, "path": "a.txt"})) == (400, "INVALID_PARAMETER_VALUE")
 
@@ -269,7 +275,7 @@ def test_search_datasets(api, api_for, reader, outsider, owner, experiment, run)
 # --------------------------------------------------------------------------- presigned and multipart: not offered
 
 
-def test_presigned_and_multipart_are_refused_with_mlflows_errors(api, api_for, outsider, run, owner):
+def test_presigned_and_multipart_are_refused_with_mlflows_errors(api, api_for, outsider, run, owner, admin):
     response = api.post("artifacts/presigned-upload-url", {"run_id": run.run_uuid, "path": "a.txt"})
     assert error(response) == (400, "INVALID_PARAMETER_VALUE") and "proxied artifact storage" in response.json()["message"]
     response = api.post("artifacts/presigned-download-url", {"run_id": run.run_uuid, "path": "a.txt"})
@@ -278,8 +284,8 @@ def test_presigned_and_multipart_are_refused_with_mlflows_errors(api, api_for, o
         "Exactly one of run_id and model_id must be provided.")
     assert error(api.post("artifacts/presigned-download-url", {"run_id": run.run_uuid, "path": "a", "expiration": 0})) == (
         400, "INVALID_PARAMETER_VALUE")
-    s3 = services.create_run(user=owner, experiment=services.create_experiment(user=owner, name="s3", artifact_location="s3://b/p"))
-    assert error(api.post("artifacts/presigned-upload-url", {"run_id": s3.run_uuid, "path": "a.txt"})) == (501, "NOT_IMPLEMENTED")
+    s3 = services.create_run(user=admin, experiment=services.create_experiment(user=admin, name="s3", artifact_location="s3://b/p"))
+    assert error(api_for(admin).post("artifacts/presigned-upload-url", {"run_id": s3.run_uuid, "path": "a.txt"})) == (501, "NOT_IMPLEMENTED")
     assert error(api_for(outsider).post("artifacts/presigned-download-url", {"run_id": run.run_uuid, "path": "a"})) == (
         404, "RESOURCE_DOES_NOT_EXIST")
     folder = f"{run.experiment_id}/{run.run_uuid}/artifacts/big.bin"
@@ -327,7 +333,7 @@ def test_big_json_bodies_and_many_query_fields_answer_json(api, run, settings):
     assert api.post("runs/log-inputs", {"run_id": run.run_uuid, "datasets": [{"dataset": dataset}]}).status_code == 200
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     assert error(api.post("runs/log-inputs", {"run_id": run.run_uuid, "datasets": [{"dataset": dataset}]})) == (
-        400, "INVALID_PARAMETER_VALUE")
+        413, "RESOURCE_EXHAUSTED")
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
     assert error(api.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk", {"run_id": ["a"] * 20, "metric_key": "m"})) == (
         400, "INVALID_PARAMETER_VALUE")

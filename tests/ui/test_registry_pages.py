@@ -97,6 +97,48 @@ def test_model_list_renders_latest_per_stage_aliases_and_pending(web, owner, mod
     assert '<span class="badge Staging">1</span>' in html  # one pending request
 
 
+def test_model_list_snippet_without_markdown_production_first_and_tags(web, owner, model):
+    services.update_registered_model(name="wine", description="# Wine\n**Predicts** the [quality](https://x.example) score.", user=owner)
+    make_version(owner, "wine", stage="Production")
+    services.set_registered_model_tag(name="wine", key="task", value="regression", user=owner)
+    services.set_registered_model_tag(name="wine", key="mlflow.internal", value="hidden", user=owner)
+    html = web.get("/models/").content.decode()
+    assert "Wine Predicts the quality score." in html and "**" not in html and "x.example" not in html
+    assert html.index("Production: v3") < html.index("Staging: v1") < html.index("None: v2")
+    assert "<th>Tags</th>" in html and "task: regression" in html and "mlflow.internal" not in html
+
+
+def test_model_page_shows_run_names_the_key_metric_and_tag_activity(web, owner):
+    from tests.ui import data
+
+    experiment = data.experiment(owner, "exp-names")
+    run = data.run(owner, experiment, name="gbr-200-trees", metrics={"rmse": [0.9, 0.61], "mae": [0.5]})
+    make_version(owner, "named", run=run)
+    services.set_registered_model_tag(name="named", key="task", value="regression", user=owner)
+    html = web.get("/models/named/").content.decode()
+    assert ">gbr-200-trees</a>" in html and f'title="Run {run.run_uuid}"' in html
+    assert '<th class="num mono">mae</th>' in html and ">0.5</td>" in html, "first metric alphabetically"
+    services.set_registered_model_tag(name="named", key="key_metric", value="rmse", user=owner)
+    html = web.get("/models/named/").content.decode()
+    assert '<th class="num mono">rmse</th>' in html and ">0.61</td>" in html
+    assert "task=regression" in html and "key_metric=rmse" in html, "activity entries name the tag and its value"
+
+
+def test_model_page_activity_feed_is_paged(web, owner, monkeypatch):
+    monkeypatch.setattr(registry_views, "ACTIVITY_ON_PAGE", 3)
+    services.create_registered_model(name="busy", user=owner)
+    for i in range(6):
+        services.set_registered_model_tag(name="busy", key=f"k{i}", value="v", user=owner)
+    first = web.get("/models/busy/").context
+    assert [e.payload["key"] for e in first["activity"]] == ["k5", "k4", "k3"] and first["activity_older"]
+    response = web.get(f"/models/busy/?activity_before={first['activity_older']}", **htmx("activity-feed"))
+    html = response.content.decode()
+    assert html.strip().startswith('<div id="activity-feed">') and "<html" not in html
+    assert "k2=v" in html and "k0=v" in html and "k3=v" not in html and "Older activity" in html and "Newest" in html
+    last = web.get(f"/models/busy/?activity_before={response.context['activity_older']}").context
+    assert [e.type for e in last["activity"]] == ["registered_model.created"] and last["activity_older"] is None
+
+
 def test_model_list_live_search_is_an_htmx_partial_with_a_real_url(web, owner, model):
     make_version(owner, "churn")
     response = web.get("/models/", {"q": "chu"}, **htmx("model-table"))
