@@ -5,8 +5,10 @@ pages on registered models and experiments (the "Object permissions" button on t
 
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from guardian.admin import GuardedModelAdminMixin
+from django.contrib.auth.models import Permission
+from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 
+from core.admin import EpochMsDatesMixin
 from approvals import checks
 from approvals.models import (
     Activity,
@@ -23,12 +25,13 @@ from approvals.models import (
     TransitionRequest,
     VersionSignature,
 )
+from core import permissions as perms
 from core.errors import MlflowError
 from registry.models import RegisteredModel
 from tracking.models import Experiment
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -39,13 +42,64 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _level_choices(obj) -> list[tuple[str, str]]:
+    """(codename, "Can manage Production versions") for each level of the object's scheme, the
+    Permission rows made sure of (guardian assigns by codename)."""
+    scheme = perms.scheme_for(obj)
+    for level in scheme.levels:
+        perms.permission_for(scheme, level)
+    return [(scheme.codename(level), perms.level_label(level)) for level in scheme.levels]
+
+
+class _LevelChoices:
+    """Guardian's per-user/per-group form offers our levels only (not Django's add/change/delete/view)."""
+
+    def get_obj_perms_field_choices(self):
+        return _level_choices(self.obj)
+
+
+class LevelUserForm(_LevelChoices, AdminUserObjectPermissionsForm):
+    pass
+
+
+class LevelGroupForm(_LevelChoices, AdminGroupObjectPermissionsForm):
+    pass
+
+
+class LevelPermissionsAdminMixin(GuardedModelAdminMixin):
+    """Guardian's "Object permissions" pages in our terms: one column per level, with its readable name
+    (the default lists every Django permission of the model, which also overflows the page)."""
+
+    obj_perms_manage_template = "admin/stagegate/obj_perms_manage.html"
+
+    def get_obj_perms_base_context(self, request, obj):
+        context = super().get_obj_perms_base_context(request, obj)
+        labels = dict(_level_choices(obj))
+        scheme = perms.scheme_for(obj)
+        rows = {p.codename: p for p in Permission.objects.filter(
+            content_type__app_label=obj._meta.app_label, codename__in=list(labels))}
+        model_perms = []
+        for codename in (scheme.codename(level) for level in scheme.levels):
+            permission = rows[codename]
+            permission.name = labels[codename]
+            model_perms.append(permission)
+        context["model_perms"] = model_perms
+        return context
+
+    def get_obj_perms_manage_user_form(self, request):
+        return LevelUserForm
+
+    def get_obj_perms_manage_group_form(self, request):
+        return LevelGroupForm
+
+
 def _guard(model_class):
     """Give the already-registered admin of `model_class` guardian's object-permission pages."""
     current = admin.site._registry.get(model_class)
     base = type(current) if current is not None else admin.ModelAdmin
     if current is not None:
         admin.site.unregister(model_class)
-    guarded = type(f"Guarded{base.__name__}", (GuardedModelAdminMixin, base), {})
+    guarded = type(f"Guarded{base.__name__}", (LevelPermissionsAdminMixin, base), {})
     admin.site.register(model_class, guarded)
 
 
@@ -70,7 +124,7 @@ class StagePolicyForm(admin.ModelAdmin.form):
 
 
 @admin.register(StagePolicy)
-class StagePolicyAdmin(admin.ModelAdmin):
+class StagePolicyAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     form = StagePolicyForm
     list_display = ["stage", "model", "requires_approval", "min_approvals", "approver_level", "allow_self_approval"]
     list_filter = ["stage", "requires_approval"]
@@ -111,7 +165,7 @@ class TransitionRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Comment)
-class CommentAdmin(admin.ModelAdmin):
+class CommentAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ["id", "version", "user_name", "creation_timestamp"]
     search_fields = ["text", "user_name", "version__registered_model__name"]
     raw_id_fields = ["version", "user"]

@@ -302,6 +302,7 @@ def stage_policies(request, params):
             approver_level=params.string("approver_level", default=""),
             allow_self_approval=params.raw("allow_self_approval", False),
             checks_spec=params.raw("checks", []),
+            archive_existing_on_approval=params.raw("archive_existing_on_approval", None),
         )
         return {"policy": services.policy_json(row)}
     if request.method == "DELETE":
@@ -320,10 +321,11 @@ def stage_policies(request, params):
         if stage in rows:
             policies.append(services.policy_json(rows[stage]))
         else:
-            from approvals.models import default_approver_level
+            from approvals.models import default_approver_level, default_archive_on_approval
 
             policies.append({"stage": stage, "requires_approval": False, "min_approvals": 1,
                              "approver_level": default_approver_level(stage), "allow_self_approval": False,
+                             "archive_existing_on_approval": default_archive_on_approval(stage),
                              "checks": [], "scope": "default"})
     return {"policies": policies}
 

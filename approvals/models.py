@@ -60,6 +60,12 @@ def default_approver_level(stage: str) -> str:
     return perms.CAN_MANAGE_STAGING_VERSIONS if stage in LOW_STAGES else perms.CAN_MANAGE_PRODUCTION_VERSIONS
 
 
+def default_archive_on_approval(stage: str) -> bool:
+    """Production holds one version: approving a move into it archives the previous holder unless a
+    policy says otherwise. Other stages keep their versions side by side."""
+    return stage == "Production"
+
+
 class StagePolicy(models.Model):
     """What a change into `stage` needs: global when `model` is null, a per-model override otherwise.
 
@@ -79,6 +85,12 @@ class StagePolicy(models.Model):
     )
     allow_self_approval = models.BooleanField(
         default=False, help_text="May the requester (or the version's author) approve their own request?"
+    )
+    # Empty: the default for the stage (default_archive_on_approval: on for Production only).
+    archive_existing_on_approval = models.BooleanField(
+        null=True, blank=True,
+        help_text="Archive the other versions in the stage when an approved request moves a version into it "
+                  "(empty: on for Production, off for other stages).",
     )
     checks = models.JSONField(default=list, blank=True, help_text='e.g. [{"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}]')
     # A model policy is raised to the global one field by field when evaluated (approvals.policy), unless
@@ -105,6 +117,12 @@ class StagePolicy(models.Model):
     @property
     def effective_approver_level(self) -> str:
         return self.approver_level or default_approver_level(self.stage)
+
+    @property
+    def effective_archive_existing_on_approval(self) -> bool:
+        if self.archive_existing_on_approval is None:
+            return default_archive_on_approval(self.stage)
+        return self.archive_existing_on_approval
 
 
 # --------------------------------------------------------------------------- transition requests

@@ -72,7 +72,9 @@ def model_detail_context(request, *, model, level) -> dict:
 
 
 def version_workflow_context(request, *, mv, level) -> dict:
-    return {"requests": open_requests(request.user, level, version=mv)}
+    requests = open_requests(request.user, level, version=mv)
+    # The first request this viewer may decide: the page leads with reviewing it, not with a new request.
+    return {"requests": requests, "can_review": next((r for r in requests if r.can_approve), None)}
 
 
 def version_detail_context(request, *, mv, level) -> dict:

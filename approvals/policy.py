@@ -22,6 +22,7 @@ class EffectivePolicy:
     min_approvals: int = 1
     approver_level: str = ""
     allow_self_approval: bool = False
+    archive_existing_on_approval: bool = False
     checks: list = field(default_factory=list)
     id: int | None = None
 
@@ -34,6 +35,7 @@ class EffectivePolicy:
 
 
 _COLUMNS = ("id", "model", "stage", "requires_approval", "min_approvals", "approver_level", "allow_self_approval",
+            "archive_existing_on_approval",
             "checks", "exempt_from_global")
 
 
@@ -85,15 +87,18 @@ def _combine(*, model, stage: str, own, floor) -> EffectivePolicy:
     """The model's own policy raised to the global one field by field (the global policy is a floor),
     unless a superuser set the model's policy below it on purpose (`exempt_from_global`). A model policy
     that an admin's later tightening of the global one left looser than it is thus never used as is."""
-    from approvals.models import default_approver_level
+    from approvals.models import default_approver_level, default_archive_on_approval
 
     row = own or floor
     if row is None:
-        return EffectivePolicy(stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage))
+        return EffectivePolicy(stage=stage, scope="default", model_name=model.name, approver_level=default_approver_level(stage),
+                               archive_existing_on_approval=default_archive_on_approval(stage))
+    # Archiving on approval is the model's own choice when it sets one (not a floor rule).
     policy = EffectivePolicy(
         stage=stage, scope="model" if row.model_id else "global", model_name=model.name,
         requires_approval=row.requires_approval, min_approvals=row.min_approvals,
         approver_level=row.effective_approver_level, allow_self_approval=row.allow_self_approval,
+        archive_existing_on_approval=row.effective_archive_existing_on_approval,
         checks=list(row.checks or []), id=row.pk,
     )
     if own is not None and floor is not None and not own.exempt_from_global:

@@ -248,7 +248,7 @@ def _stale_outcome(req, mv, user) -> ReviewOutcome | None:
     ))
 
 
-def _approve(*, name, version, stage, user, archive_existing_versions: bool, comment: str) -> ReviewOutcome:
+def _approve(*, name, version, stage, user, archive_existing_versions: bool | None, comment: str) -> ReviewOutcome:
     from registry.services import transition_model_version_stage
 
     with transaction.atomic():
@@ -291,13 +291,16 @@ def _approve(*, name, version, stage, user, archive_existing_versions: bool, com
                      payload=_request_payload(req, approvals=approvals, required=required, applied=completes,
                                               review_comment=comment))
         if completes:
-            req.archive_existing_versions = bool(archive_existing_versions)
+            # The policy's archive_existing_on_approval makes archiving the rule (Production keeps one
+            # version); without it the approver decides.
+            archive = policy.archive_existing_on_approval or bool(archive_existing_versions)
+            req.archive_existing_versions = archive
             req.policy = policy.to_json()
             _mark(req, TransitionRequest.APPROVED, user=user, comment=comment, ts=ts)
             note = comment or req.comment
             transition_model_version_stage(
                 name=model.name, version=mv.version, stage=req.to_stage, user=user,
-                archive_existing_versions=bool(archive_existing_versions),
+                archive_existing_versions=archive,
                 comment=f"Approved request {req.pk}" + (f": {note}" if note else ""), request_id=req.pk,
             )
             mv.refresh_from_db(fields=["current_stage", "last_updated_timestamp"])
@@ -305,16 +308,17 @@ def _approve(*, name, version, stage, user, archive_existing_versions: bool, com
         return ReviewOutcome(activity=activity, request=req, applied=completes)
 
 
-def approve_transition_request(*, name: str, version: int, stage: str, user, archive_existing_versions: bool,
+def approve_transition_request(*, name: str, version: int, stage: str, user, archive_existing_versions: bool | None = None,
                                comment: str = "") -> ReviewOutcome:
     """Approve the pending request to move `version` into `stage`.
 
     Locks the model, the version, then the request. The approver needs the policy's approver level
     and, unless the policy allows it, must be neither the requester nor the version's author. When
     this approval completes the quorum, the policy's checks run again: all passing, the transition is
-    applied through the registry service (with `archive_existing_versions`, decided here) and the
-    request becomes APPROVED; any failing, the evidence is saved and InvalidState names each failed
-    check. Raises DoesNotExist (no pending request), InvalidState (decided, superseded, already
+    applied through the registry service and the request becomes APPROVED; any failing, the evidence
+    is saved and InvalidState names each failed check. The other versions in the target stage are
+    archived when the policy's `archive_existing_on_approval` says so (on by default for Production),
+    else when the approver asks (`archive_existing_versions`). Raises DoesNotExist (no pending request), InvalidState (decided, superseded, already
     reviewed by this user), PermissionDenied.
     """
     comment = _comment(comment)
@@ -479,8 +483,10 @@ def _bool(value, name: str, default: bool) -> bool:
 
 @transaction.atomic
 def set_stage_policy(*, user, stage: str, model_name: str | None = None, requires_approval=True, min_approvals=1,
-                     approver_level: str | None = "", allow_self_approval=False, checks_spec=()) -> StagePolicy:
+                     approver_level: str | None = "", allow_self_approval=False, checks_spec=(),
+                     archive_existing_on_approval: bool | None = None) -> StagePolicy:
     """Create or replace the policy of `stage`: global (admins only) or for one model (CAN_MANAGE on it).
+    `archive_existing_on_approval` None keeps the stage's default (on for Production).
 
     A model's policy may tighten the global policy of the stage, never lower it: PermissionDenied naming
     the global rule, unless the user is a superuser (the row is then marked `exempt_from_global` and is
@@ -494,6 +500,8 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
         access.require_admin(user, "set global stage policies")
     requires_approval = _bool(requires_approval, "requires_approval", True)
     allow_self_approval = _bool(allow_self_approval, "allow_self_approval", False)
+    if archive_existing_on_approval is not None:
+        archive_existing_on_approval = _bool(archive_existing_on_approval, "archive_existing_on_approval", False)
     if min_approvals is None:
         min_approvals = 1
     if isinstance(min_approvals, bool) or not isinstance(min_approvals, int) or not 1 <= min_approvals <= MAX_MIN_APPROVALS:
@@ -517,7 +525,8 @@ def set_stage_policy(*, user, stage: str, model_name: str | None = None, require
     row, created = StagePolicy.objects.update_or_create(
         model=model, stage=target,
         defaults=dict(requires_approval=requires_approval, min_approvals=min_approvals, approver_level=approver_level,
-                      allow_self_approval=allow_self_approval, checks=normalised, exempt_from_global=bool(loosened),
+                      allow_self_approval=allow_self_approval, archive_existing_on_approval=archive_existing_on_approval,
+                      checks=normalised, exempt_from_global=bool(loosened),
                       updated_by=_actor(user), last_updated_timestamp=ts),
     )
     payload = policy_json(row)
@@ -548,6 +557,7 @@ def policy_json(row: StagePolicy) -> dict:
         "min_approvals": row.min_approvals,
         "approver_level": row.effective_approver_level,
         "allow_self_approval": row.allow_self_approval,
+        "archive_existing_on_approval": row.effective_archive_existing_on_approval,
         "checks": row.checks or [],
         "scope": "model" if row.model_id else "global",
     }

@@ -17,10 +17,13 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
 from approvals import access, checks, panels, services
+from approvals.comparison import compare_requests
 from approvals.models import APPROVER_LEVELS, Comment, StagePolicy, TransitionRequest
 from approvals.policy import effective_policy, transition_level
 from core import permissions as perms
@@ -144,21 +147,55 @@ def review_request(request, request_id: int):
         if isinstance(exc, PermissionDenied):
             raise DjangoPermissionDenied(exc.message) from None
         error = exc.message
+    if request.POST.get("next") == "inbox":
+        return _inbox_after_review(request, req, decision=decision, comment=comment, error=error)
     mv, level = registry_views._load_version(request, name, version)
     form = {"request_id": req.pk, "comment": comment}
     if request.htmx:
         context = registry_views.workflow_context(request, mv, level, error=error, form=form if error else None)
         response = render(request, "registry/model_version_detail.html#version-workflow", context)
-        # The header's inbox count changes with the decision: swap it out of band.
-        count = inbox_count(request.user)
-        response.content += (
-            f'<span id="inbox-count" class="count{" some" if count else ""}" hx-swap-oob="true" '
-            f'title="Requests waiting for your review">{count}</span>'
-        ).encode()
-        return response
+        return _with_inbox_count(response, request.user)
     if error:
         messages.error(request, error)
     return redirect(version_url(name, version) + "#workflow-h")
+
+
+def _with_inbox_count(response, user):
+    """The header's inbox count changes with a decision: swap it out of band."""
+    count = inbox_count(user)
+    response.content += (
+        f'<span id="inbox-count" class="count{" some" if count else ""}" hx-swap-oob="true" '
+        f'title="Requests waiting for your review">{count}</span>'
+    ).encode()
+    return response
+
+
+def _inbox_after_review(request, req, *, decision: str, comment: str, error: str):
+    """A decision taken in the inbox: the inbox list again (htmx) or PRG back to the inbox."""
+    done = {"approve": "Approved", "reject": "Rejected", "cancel": "Cancelled"}.get(decision, "")
+    summary = f"{done} request #{req.pk}: {req.model.name} version {req.version.version} → {req.to_stage}."
+    if request.htmx:
+        context = _inbox_context(request, error=error, form={"request_id": req.pk, "comment": comment} if error else None,
+                                 done="" if error else summary)
+        return _with_inbox_count(render(request, "approvals/inbox.html#to-review-list", context), request.user)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, summary)
+    return redirect(reverse("approvals:inbox") + "#to-review-h")
+
+
+@require_GET
+def request_compare(request, request_id: int):
+    """The candidate beside the current holder of the target stage: loaded into the request card by
+    htmx (`hx-trigger="load"`), its own page without JavaScript."""
+    req = _request_for(request.user, request_id)
+    req = _decorate([req])[0]
+    # In the card, the check evidence is already shown beside it.
+    context = {"r": req, "cmp": compare_requests([req])[req.pk], "in_card": request.GET.get("in") == "card" and request.htmx,
+               "nav_section": "reviews"}
+    template = "approvals/request_compare.html"
+    return render(request, template + "#request-compare" if request.htmx else template, context)
 
 
 # --------------------------------------------------------------------------- comments
@@ -218,8 +255,12 @@ def delete_comment(request, comment_id: int):
 
 
 def _decorate(rows):
+    now = timezone.now()
     for req in rows:
         req.created = ms_to_datetime(req.creation_timestamp)
+        req.waiting = timesince(req.created, now, depth=1) if req.created else ""
+        if req.waiting.startswith("0\xa0"):
+            req.waiting = "less than a minute"
         req.url = version_url(req.model.name, req.version.version) + f"#request-{req.pk}"
         req.approvals = sum(1 for r in req.reviews.all() if r.decision == "APPROVED")
         snapshot = req.policy or {}
@@ -232,25 +273,59 @@ def _decorate(rows):
     return rows
 
 
-@require_GET
-def inbox(request):
-    """The pending requests this user may decide, and their own requests with their status."""
+def _not_yours(user, visible, limit: int = 20) -> list:
+    """Open requests the user can see but not decide, each with the reason (separation of duties,
+    approver level, already reviewed): what an empty inbox explains. A constant number of queries."""
+    from approvals.policy import effective_policies
+
+    rows = list(visible.pending().order_by("creation_timestamp", "id")[:limit])
+    if not rows:
+        return []
+    levels = perms.effective_levels(user, {r.model_id: r.model for r in rows}.values())
+    policies = effective_policies({(r.model_id, r.to_stage): (r.model, r.to_stage) for r in rows}.values())
+    for req in rows:
+        refusal = access.review_refusal(user, levels.get(req.model_id), req, policies[(req.model_id, req.to_stage)])
+        if refusal is None and any(r.reviewer_id == user.pk for r in req.reviews.all()):
+            refusal = "you already reviewed it; each reviewer counts once"
+        req.reason = refusal or "you may review it"
+    return _decorate(rows)
+
+
+def _inbox_context(request, *, error: str = "", form: dict | None = None, done: str = "") -> dict:
     visible = access.requests_visible_to(request.user).select_related("model", "version").prefetch_related("reviews")
     to_review = _decorate(list(access.reviewable_by(request.user, visible).order_by("creation_timestamp", "id")[:INBOX_LIMIT]))
+    comparisons = compare_requests(to_review)
+    for req in to_review:
+        req.cmp = comparisons[req.pk]
+    return {
+        "to_review": to_review, "not_yours": [] if to_review else _not_yours(request.user, visible),
+        "review_error": error, "review_form": form or {}, "review_done": done, "nav_section": "reviews",
+    }
+
+
+@require_GET
+def inbox(request):
+    """The pending requests this user may decide (each beside the current holder of its target stage,
+    with approve/reject forms), why the others are not theirs, and their own requests."""
+    if registry_views.wants_partial(request, "own-requests") and request.htmx.target == "own-requests":
+        return render(request, "approvals/inbox.html#own-requests", _own_requests_context(request))
+    return render(request, "approvals/inbox.html", {**_inbox_context(request), **_own_requests_context(request)})
+
+
+def _own_requests_context(request) -> dict:
+    visible = access.requests_visible_to(request.user).select_related("model", "version").prefetch_related("reviews")
     status = request.GET.get("status", "")
     mine = visible.filter(requester=request.user)
     if status in dict(TransitionRequest.STATUS_CHOICES):
         mine = mine.filter(status=status)
     own = _decorate(list(mine.order_by("-creation_timestamp", "-id")[:INBOX_LIMIT]))
-    context = {"to_review": to_review, "own": own, "status": status, "statuses": [s for s, _ in TransitionRequest.STATUS_CHOICES]}
-    template = "approvals/inbox.html"
-    return render(request, template + "#own-requests" if registry_views.wants_partial(request, "own-requests") and request.htmx.target == "own-requests" else template, context)
+    return {"own": own, "status": status, "statuses": [s for s, _ in TransitionRequest.STATUS_CHOICES]}
 
 
 # --------------------------------------------------------------------------- permissions tab
 
 
-def _permissions_context(model, *, error: str = "", form: dict | None = None) -> dict:
+def _permissions_context(model, *, error: str = "", form: dict | None = None, done: str = "") -> dict:
     acl = services.access_control_list(model)
     rows = []
     for entry in acl:
@@ -261,7 +336,9 @@ def _permissions_context(model, *, error: str = "", form: dict | None = None) ->
                      "inherited": inherited, "is_owner": entry.get("is_owner", False)})
     return {
         "model": model, "acl": rows, "levels": perms.MODEL_LEVELS, "level_help": perms.LEVEL_DESCRIPTIONS,
-        "perm_error": error, "perm_form": form or {}, "can_manage": True, "tab": "permissions", "nav_section": "models",
+        "level_choices": [(level, perms.level_label(level)) for level in perms.MODEL_LEVELS],
+        "perm_error": error, "perm_form": form or {}, "perm_done": done, "can_manage": True, "tab": "permissions",
+        "nav_section": "models",
         "groups": list(Group.objects.order_by("name").values_list("name", flat=True)[:200]),
     }
 
@@ -278,7 +355,7 @@ def model_permissions(request, name: str):
     principal = post.get("principal", "").strip()
     level = post.get("level", "")
     form = {"kind": kind, "principal": principal, "level": level}
-    error = ""
+    error = done = ""
     try:
         if not principal:
             raise InvalidParameter("Name the user or group to grant.")
@@ -293,19 +370,44 @@ def model_permissions(request, name: str):
                 perms.require_level(request.user, model, perms.CAN_MANAGE, not_found=Http404(), action="change its permissions")
                 services.grant_permission(obj=model, level=None, user=user, group=group)
             form = {}
+            done = f"Revoked the grant of {kind} {principal}."
         else:
+            # A grant is one row per principal: granting again changes the level in place.
             services.set_permissions(actor=request.user, obj=model, replace=False,
                                      access_control_list=[{key: principal, "permission_level": level}])
             form = {}
+            done = f"{kind.capitalize()} {principal}: {perms.level_label(level.upper())}."
     except MlflowError as exc:
         error = exc.message
-    context = _permissions_context(model, error=error, form=form)
+    context = _permissions_context(model, error=error, form=form, done="" if error else done)
     if request.htmx:
         return render(request, template + "#permissions-panel", context)
     if error:
         return render(request, template, context)
-    messages.success(request, "Permissions updated.")
+    messages.success(request, done)
     return redirect(reverse("approvals:model_permissions", args=[model.name]))
+
+
+SUGGESTIONS = 20
+
+
+@require_GET
+def permission_suggestions(request, name: str):
+    """`<option>`s for the grant form's datalist: users (by username or name) or groups matching `q`.
+    Only those who may manage the model's permissions (CAN_MANAGE) may list users and groups."""
+    from django.db.models import Q
+
+    get_model(request.user, name, perms.CAN_MANAGE)
+    query = request.GET.get("principal", request.GET.get("q", "")).strip()
+    if request.GET.get("kind") == "group":
+        names = Group.objects.filter(name__icontains=query).order_by("name").values_list("name", "name")
+    else:
+        users = get_user_model().objects.filter(is_active=True)
+        if query:
+            users = users.filter(Q(username__icontains=query) | Q(first_name__icontains=query) | Q(last_name__icontains=query)
+                                 | Q(email__icontains=query))
+        names = [(u.username, u.get_full_name() or u.email) for u in users.order_by("username")[:SUGGESTIONS]]
+    return render(request, "approvals/_principal_options.html", {"options": list(names[:SUGGESTIONS])})
 
 
 # --------------------------------------------------------------------------- settings: stages and policies
@@ -390,6 +492,7 @@ def _policy_form(post, *, model_name: str = "") -> dict:
         "requires_approval": post.get("requires_approval") in ("on", "true", "1"),
         "min_approvals": post.get("min_approvals", "1"), "approver_level": post.get("approver_level", ""),
         "allow_self_approval": post.get("allow_self_approval") in ("on", "true", "1"), "checks": post.get("checks", "[]"),
+        "archive_existing_on_approval": post.get("archive_existing_on_approval", ""),
     }
 
 
@@ -409,6 +512,7 @@ def _save_policy(request, form: dict) -> str:
             user=request.user, stage=form["stage"], model_name=form["model_name"] or None,
             requires_approval=form["requires_approval"], min_approvals=int(form["min_approvals"]),
             approver_level=form["approver_level"], allow_self_approval=form["allow_self_approval"], checks_spec=spec,
+            archive_existing_on_approval={"true": True, "false": False}.get(form["archive_existing_on_approval"]),
         )
     except MlflowError as exc:
         return exc.message

@@ -41,6 +41,22 @@ LEVEL_DESCRIPTIONS = {
     CAN_MANAGE: "Can also rename and delete, cancel any request, and manage permissions and per-model stage policies",
 }
 
+# What people read: the Permissions tab, the admin, the error pages (the API keeps the codes).
+LEVEL_LABELS = {
+    CAN_READ: "Can read",
+    CAN_EDIT: "Can edit",
+    CAN_MANAGE_STAGING_VERSIONS: "Can manage Staging versions",
+    CAN_MANAGE_PRODUCTION_VERSIONS: "Can manage Production versions",
+    CAN_MANAGE: "Can manage",
+}
+
+
+def level_label(level: str | None) -> str:
+    """"Can manage Production versions" for CAN_MANAGE_PRODUCTION_VERSIONS; "No permission" for None."""
+    if not level:
+        return "No permission"
+    return LEVEL_LABELS.get(level, level)
+
 
 @dataclass(frozen=True)
 class Scheme:

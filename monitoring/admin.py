@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from core.admin import EpochMsDatesMixin
 from monitoring.models import AuditRecord, Webhook, WebhookDelivery
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(admin.ModelAdmin):
+class AuditRecordAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     """Read-only: the audit chain is append-only, even for administrators."""
 
     list_display = ("seq", "type", "model_name", "version", "actor_name", "created")
@@ -22,14 +23,14 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("id", "flavor", "name", "url", "model_name", "status", "consecutive_failures")
     exclude = ("secret_encrypted", "authorization_encrypted")
     readonly_fields = ("flavor", "events", "creation_timestamp", "last_updated_timestamp")
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("id", "event_name", "model_name", "status", "attempts", "created_at")
     list_filter = ("status",)
 

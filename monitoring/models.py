@@ -89,6 +89,7 @@ class WebhookDelivery(models.Model):
     last_error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         ordering = ["-created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["event", "webhook"], name="uniq_delivery_event_webhook")]
         indexes = [
@@ -124,6 +125,7 @@ class Watch(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "watches"
         constraints = [models.UniqueConstraint(fields=["user", "model"], name="uniq_watch")]
 
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import EpochMsDatesMixin
 from registry.models import (
     Event,
     ModelVersion,
@@ -12,7 +13,7 @@ from registry.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     """History and outbox rows are written by the services only."""
 
     def has_add_permission(self, request):
@@ -37,7 +38,7 @@ class RegisteredModelAliasInline(admin.TabularInline):
 
 
 @admin.register(RegisteredModel)
-class RegisteredModelAdmin(admin.ModelAdmin):
+class RegisteredModelAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ["name", "owner", "last_version", "creation_timestamp", "last_updated_timestamp"]
     search_fields = ["name", "description"]
     readonly_fields = ["last_version", "creation_timestamp", "last_updated_timestamp"]
@@ -51,7 +52,7 @@ class ModelVersionTagInline(admin.TabularInline):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ["registered_model", "version", "current_stage", "status", "user_id", "creation_timestamp"]
     list_filter = ["current_stage", "status"]
     search_fields = ["registered_model__name", "run_id", "model_id", "source"]
@@ -66,7 +67,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stage)
-class StageAdmin(admin.ModelAdmin):
+class StageAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ["name", "order", "built_in", "description"]
     ordering = ["order", "id"]
 

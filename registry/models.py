@@ -229,6 +229,7 @@ class RegisteredModelAlias(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
 
     class Meta:
+        verbose_name_plural = "registered model aliases"
         ordering = ["alias"]
         constraints = [models.UniqueConstraint(fields=["model", "alias"], name="uniq_model_alias")]
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import EpochMsDatesMixin
 from tracking.models import (
     Dataset,
     Experiment,
@@ -21,7 +22,7 @@ class ExperimentTagInline(admin.TabularInline):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("id", "name", "lifecycle_stage", "owner", "artifact_location", "creation_time")
     list_filter = ("lifecycle_stage",)
     search_fields = ("name",)
@@ -46,7 +47,7 @@ class LatestMetricInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("run_uuid", "name", "experiment", "user_id", "owner", "status", "lifecycle_stage", "start_time")
     list_filter = ("status", "lifecycle_stage")
     search_fields = ("run_uuid", "name", "user_id")
@@ -56,7 +57,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Metric)
-class MetricAdmin(admin.ModelAdmin):
+class MetricAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     # History can hold millions of rows: no joins in the list, raw ids for the run.
     list_display = ("run_id", "key", "value", "step", "timestamp", "model_id")
     search_fields = ("run__run_uuid", "key", "model_id")
@@ -65,7 +66,7 @@ class MetricAdmin(admin.ModelAdmin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("name", "digest", "source_type", "experiment")
     search_fields = ("name", "digest")
     raw_id_fields = ("experiment",)
@@ -82,7 +83,7 @@ class LoggedModelParamInline(admin.TabularInline):
 
 
 @admin.register(LoggedModel)
-class LoggedModelAdmin(admin.ModelAdmin):
+class LoggedModelAdmin(EpochMsDatesMixin, admin.ModelAdmin):
     list_display = ("model_id", "name", "experiment", "status", "lifecycle_stage", "creation_timestamp_ms")
     list_filter = ("status", "lifecycle_stage")
     search_fields = ("model_id", "name")

@@ -216,7 +216,8 @@ def test_stage_policies_api(governed, apis):
             "checks": [{"type": "metric", "key": "rmse", "op": "<=", "value": 0.8}]}
     error(apis["manager"].put(url, data=json.dumps(spec), content_type="application/json"), 403, "PERMISSION_DENIED")
     put = body(apis["admin"].put(url, data=json.dumps(spec), content_type="application/json"))["policy"]
-    assert put == {**spec, "approver_level": "CAN_MANAGE_PRODUCTION_VERSIONS", "scope": "global"}
+    # archive_existing_on_approval left out: Production's default (on).
+    assert put == {**spec, "approver_level": "CAN_MANAGE_PRODUCTION_VERSIONS", "scope": "global", "archive_existing_on_approval": True}
     override = dict(spec, model_name="gm", min_approvals=3, approver_level="CAN_MANAGE")
     assert body(apis["manager"].put(url, data=json.dumps(override), content_type="application/json"))["policy"]["scope"] == "model"
     error(apis["production_manager"].put(url, data=json.dumps(override), content_type="application/json"), 403, "PERMISSION_DENIED")
@@ -229,7 +230,7 @@ def test_stage_policies_api(governed, apis):
     assert effective["Production"]["scope"] == "model" and effective["Production"]["approver_level"] == "CAN_MANAGE"
     assert effective["Staging"] == {"stage": "Staging", "scope": "default", "model_name": "gm", "requires_approval": False,
                                     "min_approvals": 1, "approver_level": "CAN_MANAGE_STAGING_VERSIONS",
-                                    "allow_self_approval": False, "checks": []}
+                                    "allow_self_approval": False, "archive_existing_on_approval": False, "checks": []}
     global_ = {p["stage"]: p for p in body(apis["reader"].get(url))["policies"]}
     assert global_["Production"]["min_approvals"] == 2 and global_["None"]["scope"] == "default"
     assert body(apis["manager"].delete(url, {"stage": "Production", "model_name": "gm"})) == {}

@@ -38,8 +38,11 @@ def test_governance_demo(admin, api_for):
     inbox = api_for(reviewer).get("/api/2.0/stagegate/transition-requests", {"reviewable": "true"}).json()["requests"]
     assert [(r["model_name"], r["version"], r["to_stage"], r["user_id"]) for r in inbox] == [(MODEL_NAME, "2", "Production", "scientist")]
     with pytest.raises(PermissionDenied):
-        gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=scientist, archive_existing_versions=True)
-    gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=reviewer, archive_existing_versions=True)
+        gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=scientist)
+    # The reviewer only approves: the Production policy archives v1 (archive_existing_on_approval, on for Production),
+    # so the demo ends with one version in Production.
+    assert StagePolicy.objects.get(model=model, stage="Production").effective_archive_existing_on_approval
+    gov.approve_transition_request(name=MODEL_NAME, version=2, stage="Production", user=reviewer)
     assert dict(model.versions.values_list("version", "current_stage")) == {1: "Archived", 2: "Production"}
 
 

@@ -301,3 +301,31 @@ def test_comments(governed, people):
     assert list(Event.objects.filter(type__startswith="comment.").values_list("type", flat=True)) == [
         "comment.created", "comment.updated", "comment.deleted"
     ]
+
+
+@pytest.mark.parametrize("setting, expected", [
+    (None, {1: "Archived", 2: "Production"}),   # the stage's default: Production keeps one version
+    (True, {1: "Archived", 2: "Production"}),
+    (False, {1: "Production", 2: "Production"}),  # off: the approver decides (here: not to archive)
+])
+def test_approval_archives_the_production_holder_when_the_policy_says_so(governed, people, admin, make_version, setting, expected):
+    registry.transition_model_version_stage(name="gm", version=1, stage="Production", user=admin)
+    make_version("gm", stage="Staging", user=admin)
+    policy = production_policy(admin, archive_existing_on_approval=setting)
+    assert policy.effective_archive_existing_on_approval is (setting is not False)
+    req = gov.request_stage_transition(name="gm", version=2, stage="Production", user=people["editor"])
+    gov.approve_transition_request(name="gm", version=2, stage="Production", user=people["production_manager"])
+    assert dict(ModelVersion.objects.filter(registered_model__name="gm").values_list("version", "current_stage")) == expected
+    req.refresh_from_db()
+    assert req.archive_existing_versions is (setting is not False) and req.policy["archive_existing_on_approval"] is (setting is not False)
+
+
+def test_archiving_is_off_by_default_for_other_stages(governed, people, admin, make_version):
+    from approvals.policy import effective_policy
+
+    assert not effective_policy(model=governed[0], stage="Staging").archive_existing_on_approval
+    make_version("gm", user=admin)
+    gov.request_stage_transition(name="gm", version=2, stage="Staging", user=people["editor"])
+    gov.approve_transition_request(name="gm", version=2, stage="Staging", user=people["staging_manager"])
+    assert dict(ModelVersion.objects.filter(registered_model__name="gm").values_list("version", "current_stage")) == {
+        1: "Staging", 2: "Staging"}

@@ -203,7 +203,7 @@ def test_inbox_query_count_is_flat(client, owner, data_scientist, reviewer, admi
         add(f"m{i}")
     with CaptureQueriesContext(connection) as many:
         html = web.get("/reviews/").content.decode()
-    assert html.count('class="inbox-row"') == 10
+    assert html.count('class="card inbox-row request"') == 10
     assert len(one.captured_queries) == len(many.captured_queries)
 
 
