@@ -42,6 +42,9 @@ def assert_csp_page(response, url: str) -> str:
     assert not INLINE_SCRIPT.search(html), f"{url}: inline script {INLINE_SCRIPT.search(html).group(0)}"
     assert not EVENT_HANDLER.search(html), f"{url}: inline event handler {EVENT_HANDLER.search(html).group(0)}"
     assert "javascript:" not in html and "hx-on" not in html, url
+    # The crawl also checks a house rule of every page: breadcrumbs never end with a dangling "/".
+    for crumbs in re.findall(r'<div class="crumbs">(.*?)</div>', html, re.S):
+        assert not re.sub(r"<[^>]+>", "", crumbs).strip().endswith("/"), f"{url}: breadcrumb ends with '/': {crumbs!r}"
     return html
 
 
