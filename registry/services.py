@@ -408,7 +408,7 @@ def create_model_version(
         registered_model=model,
         version=number,
         source=resolved.uri,
-        run_id=run.pk if run is not None else None,
+        run_id=run.pk if run is not None else resolved.foreign_run_id,
         source_run=run,
         model_id=logged_model.pk if logged_model is not None else None,
         run_link=run_link or "",

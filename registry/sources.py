@@ -32,7 +32,11 @@ from tracking import access as tracking_access
 from tracking.models import LoggedModel, Run
 
 STORE_SCHEMES = ("runs", "models", artifacts.ARTIFACT_SCHEME, "file")
-_RUNS = re.compile(r"runs:/([0-9a-fA-F]{32})(?:/(.*))?")
+_RUNS = re.compile(r"runs:/([^/]+)(?:/(.*))?")
+# Every run of this server (and of any MLflow server) has a 32-hex id. A run_id of another form can name
+# no run here, so it is kept as the string MLflow would keep, linked to nothing; a 32-hex id must name a
+# run the caller may read (a missing one answers as an invisible one: no existence oracle).
+_RUN_ID_HERE = re.compile(r"[0-9a-fA-F]{32}")
 _LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
 _LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]{32})/?")
 _REGISTERED_URI = re.compile(r"models:/([^/@]+)(?:/([^/]+)|@(.+?))/?")
@@ -54,6 +58,7 @@ class Source:
     uri: str
     path: str | None
     run: Run | None = None
+    foreign_run_id: str | None = None  # a run_id of a form no run here has (kept as MLflow does, never linked)
     logged_model: LoggedModel | None = None
     tag_logged_model: bool = False
 
@@ -170,7 +175,8 @@ def resolve(*, source: str, user, run_id: str | None = None, model_id: str | Non
     error = _relative_escape(source)
     if error is not None:
         raise error
-    run = _readable_run(user, run_id) if run_id else None
+    foreign = run_id if run_id and not _RUN_ID_HERE.fullmatch(run_id) else None
+    run = _readable_run(user, run_id) if run_id and not foreign else None
     logged_model = _readable_logged_model(user, model_id) if model_id else None
     scheme_match = _SCHEME.match(source)
     scheme = scheme_match.group(1).lower() if scheme_match else ""
@@ -181,8 +187,12 @@ def resolve(*, source: str, user, run_id: str | None = None, model_id: str | Non
         if match is None:
             raise invalid_source(source, "run_id")
         named, sub = match.group(1), (match.group(2) or "").strip("/")
-        if run is not None and run.pk != named:
+        if (run is not None and run.pk != named) or (foreign and foreign != named):
             raise invalid_source(source, "run_id")
+        if not _RUN_ID_HERE.fullmatch(named):
+            # `runs:/run_id/model`: no run here can be meant; a reference, as MLflow registers it.
+            return Source(uri=source, path=None, logged_model=logged_model, foreign_run_id=named,
+                          tag_logged_model=logged_model is not None and _can_edit(user, logged_model))
         run = run or _readable_run(user, named)
         root = _store_path_of_uri(run.artifact_uri)
         if root is None:
@@ -241,7 +251,9 @@ def resolve(*, source: str, user, run_id: str | None = None, model_id: str | Non
     elif scheme == "file" or source.startswith("/") or source.startswith("\\"):
         path = _local_store_path(user, source)
     elif scheme:
-        return _external(source, user, run, logged_model)
+        external = _external(source, user, run, logged_model)
+        external.foreign_run_id = foreign
+        return external
     else:
         # A store-relative path (`1/<run>/artifacts/model`), as the artifact proxy names it.
         path = artifacts.normalize_path(source)
@@ -251,7 +263,7 @@ def resolve(*, source: str, user, run_id: str | None = None, model_id: str | Non
         if logged_model is not None and model_id:
             if not _under(path, _store_path_of_uri(logged_model.artifact_location)):
                 raise invalid_source(source, "model_id")
-        elif run is not None and not _under(path, _store_path_of_uri(run.artifact_uri)):
+        elif foreign or (run is not None and not _under(path, _store_path_of_uri(run.artifact_uri))):
             raise invalid_source(source, "run_id")
     return _store(uri, path, run, logged_model, user)
 

@@ -248,3 +248,24 @@ def test_the_real_client_registers_an_external_source_and_cannot_take_a_foreign_
     assert facts["staged"] == "Staging"
     assert facts["foreign"] == "RESOURCE_DOES_NOT_EXIST"
     assert list(ModelVersion.objects.filter(registered_model__name="mallory-model").values_list("version", flat=True)) == [1]
+
+
+def test_a_run_id_no_run_here_can_have_is_kept_as_mlflow_keeps_it(alice_world, api_for):
+    """MLflow's own tests register `runs:/run_id/model` with run_id "run_id": no run of any server has
+    that id, so it is a reference linked to nothing (READY, never fetched). A 32-hex id must name a run
+    the caller reads: a missing one answers exactly as an invisible one."""
+    w = alice_world
+    mallory = api_for(w["mallory"])
+    r = mallory.post("model-versions/create", {"name": "mallory-target", "source": "runs:/run_id/model", "run_id": "run_id"})
+    assert r.status_code == 200, r.content
+    body = r.json()["model_version"]
+    assert (body["status"], body["run_id"], body["source"]) == ("READY", "run_id", "runs:/run_id/model")
+    version = ModelVersion.objects.get(registered_model__name="mallory-target", version=1)
+    assert version.is_external and version.source_run_id is None
+    missing = mallory.post("model-versions/create", {"name": "mallory-target", "source": "s3://b/m", "run_id": "f" * 32})
+    hidden = mallory.post("model-versions/create", {"name": "mallory-target", "source": "s3://b/m", "run_id": w["run"].pk})
+    assert (missing.status_code, hidden.status_code) == (404, 404)
+    assert missing.json()["message"].replace("f" * 32, "X") == hidden.json()["message"].replace(w["run"].pk, "X")
+    # A foreign-form run_id beside a store path cannot contain it (MLflow's rule).
+    r = mallory.post("model-versions/create", {"name": "mallory-target", "source": "mlflow-artifacts:/0/x", "run_id": "run_id"})
+    assert r.status_code == 400 and "run_id request parameter must identify" in r.json()["message"]
