@@ -50,15 +50,20 @@ def confine(spec: dict) -> list[str]:
         if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "mount --make-rprivate / failed")
         kept = []
+        # Covering a temp folder that holds the scratch folder, Python or this code (a checkout under
+        # /tmp) would hide them from the child: such a folder stays shared (Landlock still refuses writes there).
+        import site
+
+        needed = [scratch, sys.prefix, sys.base_prefix, *site.getsitepackages(), os.path.dirname(os.path.dirname(__file__))]
         for target in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
             if not os.path.isdir(target):
                 continue
-            if (os.path.realpath(scratch) + "/").startswith(os.path.realpath(target) + "/"):
-                kept.append(target)  # the scratch folder lies below it: covering it would hide the scratch
+            if any((os.path.realpath(path) + "/").startswith(os.path.realpath(target) + "/") for path in needed):
+                kept.append(target)
             elif libc.mount(tmp.encode(), target.encode(), None, MS_BIND, None) == 0:
                 bound.append(target)
         notes.append(f"filesystem: {', '.join(bound) or 'nothing'} bound to the scratch folder"
-                     + (f"; {', '.join(kept)} left shared (the scratch folder lies below)" if kept else ""))
+                     + (f"; {', '.join(kept)} left shared (the scratch folder, Python or the code lies below)" if kept else ""))
     except OSError as exc:
         notes.append(f"shared temp folders not isolated: {exc}")
     limit = spec.get("memory_mb")

@@ -184,7 +184,10 @@ def test_a_hostile_pickle_can_neither_connect_nor_write_outside_its_scratch(wine
         "        open(target, 'w').write('x'); print('WROTE', target, file=sys.stderr)\n"
         "    except OSError as e:\n"
         "        print('write refused:', e, file=sys.stderr)\n"
-        "open('/tmp/inside.txt', 'w').write('scratch tmp is fine')\n"
+        "try:\n"
+        "    open('/tmp/inside.txt', 'w').write('scratch tmp is fine'); print('TMP OK', file=sys.stderr)\n"
+        "except OSError as e:\n"
+        "    print('tmp refused:', e, file=sys.stderr)\n"
         "try:\n"
         "    bytearray(8 * 1024 ** 3); print('ALLOCATED', file=sys.stderr)\n"
         "except MemoryError:\n"
@@ -202,6 +205,12 @@ def test_a_hostile_pickle_can_neither_connect_nor_write_outside_its_scratch(wine
     assert "connect refused: [Errno 13] Permission denied" in ev.logs, ev.logs  # Landlock, before the empty namespace
     assert "no TCP connect/bind" in " ".join(ev.isolation) and "network: new namespace (no interfaces)" in ev.isolation
     assert ev.logs.count("write refused: [Errno 13] Permission denied") == 2
+    # /tmp is the evaluation's own (bound to its scratch) unless the checkout or Python lives below /tmp;
+    # then it stays shared and Landlock refuses the write there too.
+    bound = [n.split(";")[0].removeprefix("filesystem: ").removesuffix(" bound to the scratch folder").split(", ")
+             for n in ev.isolation if n.startswith("filesystem: ")]
+    tmp_bound = bool(bound) and "/tmp" in bound[0]
+    assert ("TMP OK" in ev.logs) == tmp_bound and ("tmp refused" in ev.logs) == (not tmp_bound), (ev.isolation, ev.logs)
     assert "CONNECTED" not in ev.logs and "WROTE" not in ev.logs
     assert "memory refused" in ev.logs and "ALLOCATED" not in ev.logs  # RLIMIT_AS
     # The pickle still loaded the real model: the evaluation itself succeeded, and the scratch is gone.

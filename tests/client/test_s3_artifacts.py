@@ -115,7 +115,7 @@ def s3_operations(monkeypatch) -> list[str]:
 
 def test_mlflow_client_logs_registers_and_loads_models_in_the_bucket(s3, s3_operations, live_server, owner, tmp_path):
     from registry.models import ModelVersion
-    from registry.services import resolve_source
+    from registry import sources
 
     facts = run_flow(sys.executable, live_server, owner, tmp_path, "--register", "s3_model")
     check_tracking_facts(facts, owner)
@@ -130,7 +130,7 @@ def test_mlflow_client_logs_registers_and_loads_models_in_the_bucket(s3, s3_oper
     copied = s3.keys(version.storage_path + "/")
     assert f"{version.storage_path}/MLmodel" in copied, sorted(copied)
     assert "CopyObject" in s3_operations
-    source = resolve_source(version.source)
+    source = sources.resolve(source=version.source, user=owner, run_id=version.run_id, model_id=version.model_id).path
     logged = {k[len(source) + 1:]: size for k, size in s3.keys(source + "/").items()}
     assert logged and {k[len(version.storage_path) + 1:]: size for k, size in copied.items()} == logged
 

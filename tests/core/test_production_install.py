@@ -64,13 +64,14 @@ def readme_lines() -> list[str]:
 
 
 def test_readme_block_is_the_production_install():
-    venv, install, export, setup, gunicorn, worker, beat = readme_lines()
+    venv, install, export, setup, gunicorn, worker, evaluation_worker, beat = readme_lines()
     assert re.fullmatch(r"python3 -m venv (\S+) && \. \1/bin/activate", venv)
     assert install == "pip install ."  # no extras: the test tools never reach a server
     assert export.startswith("export ") and {item.split("=")[0] for item in shlex.split(export)[1:]} == EXPORTED
     assert setup == "python manage.py migrate --noinput && python manage.py bootstrap && python manage.py collectstatic --noinput"
     assert gunicorn.startswith("gunicorn config.wsgi --bind 0.0.0.0:8000 ")
     assert worker.startswith("celery -A config worker") and beat.startswith("celery -A config beat")
+    assert evaluation_worker.startswith("celery -A config worker -Q evaluation ")
 
 
 # --------------------------------------------------------------------------- the install
@@ -189,6 +190,7 @@ def installed(tmp_path_factory):
         "STAGEGATE_VAR_DIR": str(base / "var"),
         # A queue of its own, so the suite's Celery workers never take this server's tasks.
         "CELERY_TASK_DEFAULT_QUEUE": f"stagegate-install-{uuid.uuid4().hex[:8]}",
+        "STAGEGATE_EVALUATION_QUEUE": f"evaluation-install-{uuid.uuid4().hex[:8]}",
         "STAGEGATE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1/32",
     })
     activate = f". {shlex.quote(str(venv))}/bin/activate"
@@ -197,14 +199,16 @@ def installed(tmp_path_factory):
     timings["migrate, bootstrap, collectstatic"] = round(time.monotonic() - started, 1)
     assert "Created admin user" not in output  # the password came from STAGEGATE_ADMIN_PASSWORD
 
-    # 3. gunicorn, the worker and beat.
+    # 3. gunicorn, the workers and beat.
     port = free_port()
-    gunicorn, worker, beat = servers
+    gunicorn, worker, evaluation_worker, beat = servers
+    evaluation_worker = evaluation_worker.replace("-Q evaluation ", f"-Q {env['STAGEGATE_EVALUATION_QUEUE']} ", 1)
     assert "0.0.0.0:8000" in gunicorn
     processes = []
     started = time.monotonic()
     try:
-        for name, line in (("gunicorn", gunicorn.replace("0.0.0.0:8000", f"127.0.0.1:{port}")), ("worker", worker), ("beat", beat)):
+        for name, line in (("gunicorn", gunicorn.replace("0.0.0.0:8000", f"127.0.0.1:{port}")), ("worker", worker),
+                           ("evaluation-worker", evaluation_worker), ("beat", beat)):
             log = open(base / f"{name}.log", "w")
             processes.append((name, log, subprocess.Popen(
                 ["bash", "-c", f"{activate} && exec {line}"], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT,

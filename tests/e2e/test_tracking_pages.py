@@ -128,7 +128,7 @@ def test_run_page_chart_and_artifacts(signed_in_page, owner, tracked, screenshot
     page.fill("#tag-value", "typed")
     page.click("#run-tags button:has-text('Set tag')")
     page.wait_for_selector("#tag-error")
-    assert "may not be absolute" in page.inner_text("#tag-error")
+    assert "must not resolve to other names" in page.inner_text("#tag-error")
     assert page.input_value("#tag-key") == "../escape" and page.input_value("#tag-value") == "typed"
 
 
