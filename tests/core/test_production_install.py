@@ -303,7 +303,8 @@ def test_every_app_answers_and_the_worker_delivers(installed, receiver):
     assert json.loads(delivered["body"])["data"]["name"] == "install-model"
     assert delivered["headers"]["X-MLflow-Signature"].startswith("v1,")
     # gunicorn, the worker and beat are all still up.
-    assert {name: proc.poll() for name, proc in s.processes.items()} == {"gunicorn": None, "worker": None, "beat": None}
+    assert {name: proc.poll() for name, proc in s.processes.items()} == {
+        "gunicorn": None, "worker": None, "evaluation-worker": None, "beat": None}
 
 
 def test_pages_and_static_files(installed):
@@ -348,7 +349,14 @@ for f in dist.files:
         importlib.import_module(name)
     except Exception as exc:
         errors[name] = repr(exc)
-extras = [d for d in ("mlflow", "pytest", "playwright", "moto") if importlib.util.find_spec(d) is not None]
+def _installed(name):
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+# Distributions, not modules: the runtime's mlflow-skinny (the evaluation sandbox) provides the `mlflow` module.
+extras = [d for d in ("mlflow", "pytest", "playwright", "moto") if _installed(d)]
 print(json.dumps({"modules": sorted(modules), "unresolved": unresolved, "errors": errors, "extras": extras,
                   "config": importlib.import_module("config").__file__, "prefix": sys.prefix,
                   "files": sorted(str(f) for f in dist.files if f.suffix == ".py"), "site": str(dist.locate_file(""))}))
